@@ -1,0 +1,77 @@
+//! File writes that readers never see half-done: `X.new` then rename, as s6 and runit do.
+
+use anyhow::{Context, Result};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The temporary name a file is written under before it is renamed into place.
+pub fn new_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".new");
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` with `mode` so that a reader sees the old file or the new one, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_atomic_io(path, bytes, mode).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+pub fn write_atomic_io(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = new_path(path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        // The umask may have narrowed the mode given at creation.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// True when `path` already holds exactly these bytes with this mode, so rewriting it would only
+/// disturb its mtime.
+pub fn is_current(path: &Path, bytes: &[u8], mode: u32) -> bool {
+    let Ok(meta) = fs::metadata(path) else {
+        return false;
+    };
+    meta.len() == bytes.len() as u64
+        && meta.permissions().mode() & 0o7777 == mode
+        && fs::read(path).map(|old| old == bytes).unwrap_or(false)
+}
+
+pub fn ensure_dir(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).with_context(|| format!("{}: cannot create directory", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_and_currency() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        write_atomic(&p, b"one", 0o755).unwrap();
+        assert!(is_current(&p, b"one", 0o755));
+        assert!(!is_current(&p, b"one", 0o644));
+        assert!(!is_current(&p, b"two", 0o755));
+        assert!(!new_path(&p).exists());
+        write_atomic(&p, b"two", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! The validated plan: which instances run on which ports, decided from configuration and remembered state without any I/O.
+
+use anyhow::{bail, Result};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::{Config, Settings};
+use crate::state::Slot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Prod(Slot),
+    Alternate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub name: String,
+    pub role: Role,
+    pub port: u16,
+    /// The branch it runs; `None` for production when the remote's default branch is meant.
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub settings: Settings,
+    /// instance1, instance2, then the alternates in the order of alternates.conf.
+    pub instances: Vec<Instance>,
+    pub active: Slot,
+    /// The alternate port allocation to remember.
+    pub ports: BTreeMap<String, u16>,
+}
+
+/// The service that runs nginx; its name is reserved for it.
+pub const NGINX: &str = "nginx";
+
+impl Plan {
+    pub fn new(
+        config: &Config,
+        previous_ports: &BTreeMap<String, u16>,
+        active: Slot,
+    ) -> Result<Plan> {
+        let s = &config.settings;
+        let names: Vec<&str> = config.alternates.iter().map(|a| a.name.as_str()).collect();
+        let ports = allocate_ports(
+            previous_ports,
+            &names,
+            s.alternate_base_port,
+            &reserved_ports(s),
+        )?;
+        let mut instances = Vec::with_capacity(2 + names.len());
+        for slot in [Slot::Instance1, Slot::Instance2] {
+            instances.push(Instance {
+                name: slot.name().to_string(),
+                role: Role::Prod(slot),
+                port: s.prod_ports[slot.index()],
+                branch: config.prod_branch.clone(),
+            });
+        }
+        for alt in &config.alternates {
+            instances.push(Instance {
+                name: alt.name.clone(),
+                role: Role::Alternate,
+                port: ports[&alt.name],
+                branch: Some(alt.branch.clone()),
+            });
+        }
+        Ok(Plan {
+            settings: s.clone(),
+            instances,
+            active,
+            ports,
+        })
+    }
+
+    /// Every supervised service: the instances and nginx.
+    pub fn service_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.instances.iter().map(|i| i.name.as_str()).collect();
+        names.push(NGINX);
+        names
+    }
+
+    pub fn instance(&self, name: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+
+    pub fn prod(&self, slot: Slot) -> &Instance {
+        &self.instances[slot.index()]
+    }
+}
+
+fn reserved_ports(s: &Settings) -> BTreeSet<u16> {
+    [s.listen_port, s.prod_ports[0], s.prod_ports[1]]
+        .into_iter()
+        .collect()
+}
+
+/// Gives every alternate a port: the one it had, when it is still free to keep, else the lowest
+/// free port from `base` up. Adding or removing one alternate never moves another.
+pub fn allocate_ports(
+    previous: &BTreeMap<String, u16>,
+    names: &[&str],
+    base: u16,
+    reserved: &BTreeSet<u16>,
+) -> Result<BTreeMap<String, u16>> {
+    let mut taken = reserved.clone();
+    let mut out = BTreeMap::new();
+    for name in names {
+        if let Some(&port) = previous.get(*name) {
+            if port >= base && taken.insert(port) {
+                out.insert(name.to_string(), port);
+            }
+        }
+    }
+    let mut next = base;
+    for name in names {
+        if out.contains_key(*name) {
+            continue;
+        }
+        while taken.contains(&next) {
+            next = match next.checked_add(1) {
+                Some(n) => n,
+                None => bail!(
+                    "no free port left above alternate_base_port {base} for alternate `{name}`; lower alternate_base_port"
+                ),
+            };
+        }
+        taken.insert(next);
+        out.insert(name.to_string(), next);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(prev: &[(&str, u16)], names: &[&str]) -> Vec<(String, u16)> {
+        let prev = prev.iter().map(|(n, p)| (n.to_string(), *p)).collect();
+        let reserved = [9090, 10052].into_iter().collect();
+        allocate_ports(&prev, names, 10051, &reserved)
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    fn v(pairs: &[(&str, u16)]) -> Vec<(String, u16)> {
+        pairs.iter().map(|(n, p)| (n.to_string(), *p)).collect()
+    }
+
+    #[test]
+    fn ports_are_stable() {
+        type Ports<'a> = &'a [(&'a str, u16)];
+        let table: &[(Ports, &[&str], Ports)] = &[
+            // fresh: lowest free ports, skipping reserved ones
+            (
+                &[],
+                &["a", "b", "c"],
+                &[("a", 10051), ("b", 10053), ("c", 10054)],
+            ),
+            // removing one leaves the others where they were
+            (
+                &[("a", 10051), ("b", 10053), ("c", 10054)],
+                &["a", "c"],
+                &[("a", 10051), ("c", 10054)],
+            ),
+            // a new one takes the hole, the others stay
+            (
+                &[("a", 10051), ("c", 10054)],
+                &["a", "c", "d"],
+                &[("a", 10051), ("c", 10054), ("d", 10053)],
+            ),
+            // a remembered port that is now reserved or below base is given up
+            (
+                &[("a", 10052), ("b", 80)],
+                &["a", "b"],
+                &[("a", 10051), ("b", 10053)],
+            ),
+        ];
+        for (prev, names, want) in table {
+            assert_eq!(alloc(prev, names), v(want), "{prev:?} {names:?}");
+        }
+    }
+
+    #[test]
+    fn ports_run_out_clearly() {
+        let err = allocate_ports(&BTreeMap::new(), &["a", "b"], 65535, &BTreeSet::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("alternate `b`"), "{err}");
+    }
+}

@@ -1,0 +1,4 @@
+//! approuter's integration tests: one binary, one module per capability, all against real processes.
+
+mod generate;
+mod util;
