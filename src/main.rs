@@ -8,6 +8,7 @@ mod nginx;
 mod plan;
 mod render;
 mod state;
+mod tai64;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
