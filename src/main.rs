@@ -5,15 +5,18 @@ mod fsx;
 mod generate;
 mod layout;
 mod nginx;
+mod panel;
 mod plan;
 mod render;
 mod state;
+mod supervise;
 mod tai64;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::layout::Layout;
 
@@ -49,6 +52,34 @@ enum Cmd {
     },
     /// Write service directories, nginx configuration and crontab under managed/var from the configuration
     Generate,
+    /// Supervise every service directory in DIR, in the foreground (runit/daemontools compatible)
+    Svscan {
+        /// The directory of service directories
+        dir: PathBuf,
+        /// Seconds a stopping service gets between TERM and KILL
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        grace: u64,
+    },
+    /// Show each service in perpls's panel: [+ +++ +++]  name  uptime: main/log  pids: main/log
+    Status {
+        /// Services to show [default: all]
+        services: Vec<String>,
+        /// Print the same facts as a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring services up through their control FIFO and wait until they run
+    Start {
+        /// Services to start (see `approuter status` for their names)
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Bring services down through their control FIFO and wait until they are down
+    Stop {
+        /// Services to stop
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +118,52 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Svscan { dir, grace } => {
+            let code = supervise::scan::run(supervise::scan::Options {
+                dir,
+                grace: Duration::from_secs(grace),
+            })?;
+            Ok(ExitCode::from(code as u8))
+        }
+        Cmd::Status { services, json } => Ok(exit_if(panel::status_cmd(&layout, &services, json)?)),
+        Cmd::Start { services } => {
+            let ok = panel::control_and_wait(
+                &layout,
+                &services,
+                supervise::control::UP,
+                panel::is_up,
+                Duration::from_secs(10),
+            )?;
+            if !ok {
+                bail!("not every service came up within 10 s; see `approuter status` and its log");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Stop { services } => {
+            let grace = config::Config::load(&layout)
+                .map(|c| c.settings.stop_grace_secs)
+                .unwrap_or(10);
+            let wait = Duration::from_secs(grace + 5);
+            let ok = panel::control_and_wait(
+                &layout,
+                &services,
+                supervise::control::DOWN,
+                panel::is_down,
+                wait,
+            )?;
+            if !ok {
+                bail!("not every service went down within {} s", wait.as_secs());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn exit_if(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

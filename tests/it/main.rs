@@ -1,4 +1,5 @@
 //! approuter's integration tests: one binary, one module per capability, all against real processes.
 
 mod generate;
+mod supervise;
 mod util;

@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 use assert_cmd::Command;
+use nix::sys::signal::kill;
+pub use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -101,4 +104,131 @@ pub fn one_line_error(out: &std::process::Output) -> String {
         "error is not one line: {err:?}"
     );
     err
+}
+
+/// Polls `cond` every 20 ms until it holds or `secs` pass; returns whether it held.
+pub fn wait_until(secs: f64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Pids of the processes whose working directory lies under `dir`: everything a test started
+/// there (supervisors, services, loggers, nginx) runs from inside its temp root.
+pub fn processes_under(dir: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let me = std::process::id() as i32;
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return pids;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(cwd) = fs::read_link(e.path().join("cwd")) {
+            if cwd.starts_with(dir) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Kills every process working under `dir`, until none is left (a killed shell's children may
+/// appear a moment later).
+pub fn kill_everything_under(dir: &Path) {
+    for _ in 0..50 {
+        let pids = processes_under(dir);
+        if pids.is_empty() {
+            return;
+        }
+        for p in pids {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+pub fn signal(pid: u32, sig: Signal) {
+    let _ = kill(Pid::from_raw(pid as i32), sig);
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        kill_everything_under(self.path());
+    }
+}
+
+/// `approuter svscan DIR`, ended (TERM, then KILL) when dropped.
+pub struct Svscan {
+    pub child: std::process::Child,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Svscan {
+    pub fn start(dir: &Path) -> Svscan {
+        let log = dir.with_extension("svscan.err");
+        let err = fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("approuter"))
+            .args(["svscan", "--grace", "3"])
+            .arg(dir)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(err.try_clone().unwrap())
+            .stderr(err)
+            .spawn()
+            .expect("approuter svscan");
+        Svscan {
+            child,
+            dir: dir.to_path_buf(),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM and wait for the exit; None if it did not exit in `secs`.
+    pub fn terminate(&mut self, secs: f64) -> Option<std::process::ExitStatus> {
+        signal(self.pid(), Signal::SIGTERM);
+        let mut status = None;
+        wait_until(secs, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status
+    }
+
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Svscan {
+    fn drop(&mut self) {
+        if self.child.try_wait().unwrap().is_none() && self.terminate(10.0).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        kill_everything_under(&self.dir);
+    }
+}
+
+/// Writes an executable file.
+pub fn write_exec(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }

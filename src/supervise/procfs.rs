@@ -1,0 +1,50 @@
+//! What /proc says of a process: enough to tell a leftover service from an unrelated process that reused its pid.
+
+use std::fs;
+
+/// When `pid` started, in Unix seconds, from /proc/PID/stat's start time and /proc/stat's boot time.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // Field 22 (starttime) is the 20th after the name (fields 1 and 2 precede the ')').
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    Some(boot + ticks / hz)
+}
+
+/// True when `pid` is alive, leads its own process group and started within a couple of seconds
+/// of `since` (the status file's start time): then it is the run we recorded, not a stranger.
+pub fn is_recorded_leader(pid: u32, since_unix: u64) -> bool {
+    let Ok(p) = i32::try_from(pid) else {
+        return false;
+    };
+    let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(p)));
+    if pgid.map(|g| g.as_raw() != p).unwrap_or(true) {
+        return false;
+    }
+    start_time(pid).is_some_and(|t| t.abs_diff(since_unix) <= 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_time_is_recent() {
+        let me = std::process::id();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let t = start_time(me).expect("own start time");
+        assert!(t <= now + 1 && now - t < 600, "started {t}, now {now}");
+        assert!(start_time(u32::MAX).is_none());
+    }
+}

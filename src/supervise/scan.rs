@@ -1,0 +1,586 @@
+//! `approuter svscan DIR`: one process that finds service directories and supervises each with its log, runsvdir and runsv in one event loop.
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::unit::{Ended, Io, Unit};
+
+/// The lock svscan holds on the directory it scans; it also holds svscan's pid.
+pub const SCAN_LOCK: &str = ".svscan.lock";
+
+/// How often the directory is looked at without being asked (runsvdir's period).
+const SCAN_EVERY: Duration = Duration::from_secs(5);
+/// How often every entry is listed again even if the directory did not change: to retry
+/// services another supervisor held, and to recreate FIFOs someone deleted.
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(60);
+
+const TOKEN_SIGNALS: u64 = u64::MAX;
+
+pub struct Options {
+    pub dir: PathBuf,
+    /// How long a stopping service gets between TERM and KILL.
+    pub grace: Duration,
+}
+
+/// Which descriptor of a service an epoll event is about.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Main = 0,
+    Log = 1,
+    Capture = 2,
+}
+
+fn token(slot: usize, part: Part) -> u64 {
+    ((slot as u64) << 2) | part as u64
+}
+
+fn untoken(t: u64) -> (usize, Part) {
+    let part = match t & 3 {
+        0 => Part::Main,
+        1 => Part::Log,
+        _ => Part::Capture,
+    };
+    ((t >> 2) as usize, part)
+}
+
+/// A service directory under supervision: its main unit, its log, and the pipe svscan holds
+/// between them so neither side's restart loses output.
+struct Service {
+    name: String,
+    id: (u64, u64),
+    main: Unit,
+    log: Option<Unit>,
+    /// The log's stderr, read by svscan so `approuter status` can tell what the logger said.
+    capture: Option<File>,
+    capture_buf: Vec<u8>,
+    /// The directory disappeared: forget it, do not remember it as exited.
+    removed: bool,
+    log_told_to_exit: bool,
+}
+
+struct Scanner {
+    dir: PathBuf,
+    grace: Duration,
+    epoll: Epoll,
+    slots: Vec<Option<Service>>,
+    by_name: HashMap<String, usize>,
+    pids: HashMap<i32, (usize, Part)>,
+    /// Directories released by `x`: not taken again until svscan restarts.
+    exited: HashSet<(u64, u64)>,
+    /// Services that could not be taken (another supervisor holds them), with the reason
+    /// already reported, so each rescan does not repeat it.
+    refused: HashMap<String, String>,
+    last_dir_key: Option<(i64, i64, u64)>,
+    next_scan: Instant,
+    next_full_scan: Instant,
+    shutting_down: bool,
+}
+
+/// Runs svscan in the foreground until SIGTERM/SIGINT (or `x` to every service) has brought
+/// everything down. Returns the exit code.
+pub fn run(opts: Options) -> Result<i32> {
+    let dir = fs::canonicalize(&opts.dir)
+        .with_context(|| format!("{}: cannot scan", opts.dir.display()))?;
+    if !dir.is_dir() {
+        bail!("{}: not a directory", dir.display());
+    }
+    let _lock = lock_scan_dir(&dir)?;
+    raise_fd_limit();
+    nix::sys::prctl::set_child_subreaper(true).context("becoming a subreaper")?;
+
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    mask.thread_block().context("blocking signals")?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("signalfd")?;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll")?;
+    epoll
+        .add(&sigfd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNALS))
+        .context("epoll")?;
+
+    let now = Instant::now();
+    let mut sc = Scanner {
+        dir,
+        grace: opts.grace,
+        epoll,
+        slots: Vec::new(),
+        by_name: HashMap::new(),
+        pids: HashMap::new(),
+        exited: HashSet::new(),
+        refused: HashMap::new(),
+        last_dir_key: None,
+        next_scan: now,
+        next_full_scan: now + FULL_SCAN_EVERY,
+        shutting_down: false,
+    };
+    eprintln!(
+        "approuter svscan: supervising {} (pid {})",
+        sc.dir.display(),
+        std::process::id()
+    );
+    sc.scan(true);
+
+    let mut events = vec![EpollEvent::empty(); 64];
+    loop {
+        sc.settle(Instant::now());
+        if sc.shutting_down && sc.by_name.is_empty() {
+            eprintln!("approuter svscan: every service is down; exiting");
+            return Ok(0);
+        }
+        let timeout = sc
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(SCAN_EVERY);
+        // Round up: waking a millisecond early would spin until the deadline.
+        let ms = (timeout.as_micros().div_ceil(1000)).min(SCAN_EVERY.as_millis()) as u16;
+        let n = match sc.epoll.wait(&mut events, EpollTimeout::from(ms)) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => 0,
+            Err(e) => return Err(e).context("epoll_wait"),
+        };
+        let now = Instant::now();
+        for ev in &events[..n] {
+            if ev.data() == TOKEN_SIGNALS {
+                while let Ok(Some(info)) = sigfd.read_signal() {
+                    sc.on_signal(info.ssi_signo as i32, now);
+                }
+            } else {
+                sc.on_ready(ev.data(), now);
+            }
+        }
+        if !sc.shutting_down && now >= sc.next_scan {
+            let full = now >= sc.next_full_scan;
+            sc.scan(full);
+        }
+    }
+}
+
+/// Locks `DIR/.svscan.lock` (flock, like runsv's `supervise/lock`) and writes our pid in it.
+fn lock_scan_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(SCAN_LOCK);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            bail!(
+                "{} is already supervised by another approuter svscan (pid {}); stop it first (approuter shutdown)",
+                dir.display(),
+                pid.trim()
+            );
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("{}: cannot lock", path.display()))
+        }
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
+}
+
+/// The pid of the svscan that holds `dir`, if one does.
+pub fn running_pid(dir: &Path) -> Option<u32> {
+    let mut f = File::open(dir.join(SCAN_LOCK)).ok()?;
+    match f.try_lock() {
+        Err(TryLockError::WouldBlock) => {
+            let mut s = String::new();
+            f.read_to_string(&mut s).ok()?;
+            s.trim().parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// A thousand services hold several thousand descriptors; the usual soft limit is 1024.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
+fn dir_key(dir: &Path) -> Option<(i64, i64, u64)> {
+    let m = fs::metadata(dir).ok()?;
+    Some((m.mtime(), m.mtime_nsec(), m.ino()))
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+impl Scanner {
+    fn service(&mut self, slot: usize) -> Option<&mut Service> {
+        self.slots.get_mut(slot).and_then(Option::as_mut)
+    }
+
+    /// Looks at the directory: new services are taken, vanished ones brought down and forgotten.
+    fn scan(&mut self, full: bool) {
+        let now = Instant::now();
+        self.next_scan = now + SCAN_EVERY;
+        let key = dir_key(&self.dir);
+        if !full && key == self.last_dir_key {
+            return;
+        }
+        if full {
+            self.next_full_scan = now + FULL_SCAN_EVERY;
+        }
+        self.last_dir_key = key;
+        let mut present: HashMap<String, (u64, u64)> = HashMap::new();
+        if let Ok(entries) = fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let path = self.dir.join(&name);
+                // A symlink to a directory counts, as for runsvdir.
+                let Ok(meta) = fs::metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_dir() || !path.join("run").exists() {
+                    continue;
+                }
+                present.insert(name, (meta.dev(), meta.ino()));
+            }
+        }
+        let gone: Vec<usize> = self
+            .by_name
+            .iter()
+            .filter(|(name, &slot)| {
+                let id = self.slots[slot].as_ref().map(|s| s.id);
+                present.get(*name).copied() != id
+            })
+            .map(|(_, &slot)| slot)
+            .collect();
+        for slot in gone {
+            if let Some(svc) = self.service(slot) {
+                if !svc.removed {
+                    svc.removed = true;
+                    svc.main.note("service directory removed; stopping");
+                    svc.main.exit(now);
+                }
+            }
+        }
+        let mut names: Vec<_> = present.into_iter().collect();
+        names.sort();
+        for (name, id) in names {
+            if self.by_name.contains_key(&name) || self.exited.contains(&id) {
+                continue;
+            }
+            self.add(&name, id, now);
+        }
+        if full {
+            for svc in self.slots.iter_mut().flatten() {
+                svc.main.repair_fifos();
+                if let Some(log) = &mut svc.log {
+                    log.repair_fifos();
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, name: &str, id: (u64, u64), now: Instant) {
+        match self.open_service(name, id) {
+            Ok(mut svc) => {
+                self.refused.remove(name);
+                let slot = self
+                    .slots
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or_else(|| {
+                        self.slots.push(None);
+                        self.slots.len() - 1
+                    });
+                let reg = |fd: std::os::fd::BorrowedFd, part| {
+                    self.epoll
+                        .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token(slot, part)))
+                };
+                let mut result = reg(svc.main.control_fd().as_fd(), Part::Main);
+                if let Some(log) = &svc.log {
+                    result = result.and(reg(log.control_fd().as_fd(), Part::Log));
+                }
+                if let Some(cap) = &svc.capture {
+                    result = result.and(reg(cap.as_fd(), Part::Capture));
+                }
+                if let Err(e) = result {
+                    eprintln!("approuter svscan: {name}: cannot watch its control FIFO: {e}");
+                }
+                // The log first, as runsv does, so the service's first lines have a reader.
+                if let Some(pid) = svc.log.as_mut().and_then(|l| l.start_if_wanted(now)) {
+                    self.pids.insert(pid.as_raw(), (slot, Part::Log));
+                }
+                if let Some(pid) = svc.main.start_if_wanted(now) {
+                    self.pids.insert(pid.as_raw(), (slot, Part::Main));
+                }
+                self.by_name.insert(name.to_string(), slot);
+                self.slots[slot] = Some(svc);
+            }
+            Err(msg) => {
+                if self.refused.get(name) != Some(&msg) {
+                    eprintln!("approuter svscan: {name}: {msg}");
+                    self.refused.insert(name.to_string(), msg);
+                }
+            }
+        }
+    }
+
+    fn open_service(&self, name: &str, id: (u64, u64)) -> Result<Service, String> {
+        let path = self.dir.join(name);
+        let log_dir = path.join("log");
+        if !log_dir.is_dir() {
+            let main = Unit::open(&path, name.to_string(), false, Io::default(), self.grace)?;
+            return Ok(Service {
+                name: name.to_string(),
+                id,
+                main,
+                log: None,
+                capture: None,
+                capture_buf: Vec::new(),
+                removed: false,
+                log_told_to_exit: false,
+            });
+        }
+        let pipe = || {
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
+        };
+        let (out_r, out_w) = pipe()?;
+        let (cap_r, cap_w) = pipe()?;
+        // The logger's stderr carries a warning now and then: one page is plenty, and keeps a
+        // thousand services within an unprivileged user's pipe budget.
+        let _ = fcntl(&cap_r, FcntlArg::F_SETPIPE_SZ(4096));
+        set_nonblocking(&cap_r).map_err(|e| format!("cannot set up a pipe: {e}"))?;
+        let main_io = Io {
+            stdout: Some(out_w),
+            ..Io::default()
+        };
+        let main = Unit::open(&path, name.to_string(), false, main_io, self.grace)?;
+        let log_io = Io {
+            stdin: Some(out_r),
+            stderr: Some(cap_w),
+            ..Io::default()
+        };
+        let log = Unit::open(&log_dir, format!("{name}/log"), true, log_io, self.grace)?;
+        Ok(Service {
+            name: name.to_string(),
+            id,
+            main,
+            log: Some(log),
+            capture: Some(File::from(cap_r)),
+            capture_buf: Vec::new(),
+            removed: false,
+            log_told_to_exit: false,
+        })
+    }
+
+    fn on_signal(&mut self, signo: i32, now: Instant) {
+        match Signal::try_from(signo) {
+            Ok(Signal::SIGCHLD) => self.reap(now),
+            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
+                if !self.shutting_down {
+                    eprintln!("approuter svscan: stopping every service");
+                    self.shutting_down = true;
+                    for svc in self.slots.iter_mut().flatten() {
+                        svc.main.exit(now);
+                    }
+                }
+            }
+            Ok(Signal::SIGHUP) => {
+                if !self.shutting_down {
+                    self.scan(true);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn reap(&mut self, now: Instant) {
+        loop {
+            let (pid, ended) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, Ended { code, low: 0 }),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (
+                    pid,
+                    Ended {
+                        code: -1,
+                        low: sig as i32,
+                    },
+                ),
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            // Anything else is an orphan of some service's group, reparented to us.
+            let Some((slot, part)) = self.pids.remove(&pid.as_raw()) else {
+                continue;
+            };
+            let spawned = match self.service(slot) {
+                Some(svc) => match part {
+                    Part::Main => svc.main.child_exited(pid, ended, now),
+                    _ => svc
+                        .log
+                        .as_mut()
+                        .and_then(|l| l.child_exited(pid, ended, now)),
+                },
+                None => None,
+            };
+            if let Some(p) = spawned {
+                self.pids.insert(p.as_raw(), (slot, part));
+            }
+        }
+    }
+
+    fn on_ready(&mut self, tok: u64, now: Instant) {
+        let (slot, part) = untoken(tok);
+        let Some(svc) = self.service(slot) else {
+            return;
+        };
+        let spawned = match part {
+            Part::Main => svc.main.read_control(now),
+            Part::Log => svc
+                .log
+                .as_mut()
+                .map(|l| l.read_control(now))
+                .unwrap_or_default(),
+            Part::Capture => {
+                svc.read_capture();
+                Vec::new()
+            }
+        };
+        for p in spawned {
+            self.pids.insert(p.as_raw(), (slot, part));
+        }
+    }
+
+    /// Runs every unit's timers and lets go of services that are done.
+    fn settle(&mut self, now: Instant) {
+        let mut done = Vec::new();
+        for slot in 0..self.slots.len() {
+            let Some(svc) = self.slots[slot].as_mut() else {
+                continue;
+            };
+            let mut spawned = Vec::new();
+            if let Some(p) = svc.main.tick(now) {
+                spawned.push((p, Part::Main));
+            }
+            if let Some(p) = svc.log.as_mut().and_then(|l| l.tick(now)) {
+                spawned.push((p, Part::Log));
+            }
+            if svc.main.is_released() {
+                if let Some(log) = svc.log.as_mut() {
+                    if !svc.log_told_to_exit {
+                        svc.log_told_to_exit = true;
+                        // Closing our ends of the pipe lets the logger read to the end and exit.
+                        svc.main.io.stdout = None;
+                        log.io.stdin = None;
+                        log.exit(now);
+                    }
+                }
+                if svc.log.as_ref().is_none_or(Unit::is_released) {
+                    done.push(slot);
+                }
+            }
+            for (p, part) in spawned {
+                self.pids.insert(p.as_raw(), (slot, part));
+            }
+        }
+        for slot in done {
+            if let Some(svc) = self.slots[slot].take() {
+                let _ = self.epoll.delete(svc.main.control_fd());
+                if let Some(log) = &svc.log {
+                    let _ = self.epoll.delete(log.control_fd());
+                }
+                if let Some(cap) = &svc.capture {
+                    let _ = self.epoll.delete(cap);
+                }
+                if !svc.removed && !self.shutting_down {
+                    self.exited.insert(svc.id);
+                    eprintln!(
+                        "approuter svscan: {}: exited; no longer supervised",
+                        svc.name
+                    );
+                }
+                self.by_name.remove(&svc.name);
+                self.pids.retain(|_, (s, _)| *s != slot);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut next = if self.shutting_down {
+            None
+        } else {
+            Some(self.next_scan)
+        };
+        for svc in self.slots.iter().flatten() {
+            for d in [
+                svc.main.next_deadline(),
+                svc.log.as_ref().and_then(Unit::next_deadline),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                next = Some(next.map_or(d, |n: Instant| n.min(d)));
+            }
+        }
+        next
+    }
+}
+
+impl Service {
+    /// Passes what the logger wrote on stderr to svscan's stderr, and keeps the last line.
+    fn read_capture(&mut self) {
+        let Some(cap) = &mut self.capture else { return };
+        let mut buf = [0u8; 4096];
+        loop {
+            match cap.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.capture_buf.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        while let Some(nl) = self.capture_buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.capture_buf.drain(..=nl).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            if let Some(log) = &mut self.log {
+                log.note(text.trim_end());
+            }
+        }
+        if self.capture_buf.len() > 4096 {
+            let text = String::from_utf8_lossy(&self.capture_buf).into_owned();
+            self.capture_buf.clear();
+            if let Some(log) = &mut self.log {
+                log.note(&text);
+            }
+        }
+    }
+}
