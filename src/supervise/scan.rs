@@ -205,19 +205,6 @@ fn lock_scan_dir(dir: &Path) -> Result<File> {
     Ok(f)
 }
 
-/// The pid of the svscan that holds `dir`, if one does.
-pub fn running_pid(dir: &Path) -> Option<u32> {
-    let mut f = File::open(dir.join(SCAN_LOCK)).ok()?;
-    match f.try_lock() {
-        Err(TryLockError::WouldBlock) => {
-            let mut s = String::new();
-            f.read_to_string(&mut s).ok()?;
-            s.trim().parse().ok()
-        }
-        _ => None,
-    }
-}
-
 /// A thousand services hold several thousand descriptors; the usual soft limit is 1024.
 fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -406,20 +393,14 @@ impl Scanner {
     fn on_signal(&mut self, signo: i32, now: Instant) {
         match Signal::try_from(signo) {
             Ok(Signal::SIGCHLD) => self.reap(now),
-            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
-                if !self.shutting_down {
-                    eprintln!("approuter svscan: stopping every service");
-                    self.shutting_down = true;
-                    for svc in self.slots.iter_mut().flatten() {
-                        svc.main.exit(now);
-                    }
+            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) if !self.shutting_down => {
+                eprintln!("approuter svscan: stopping every service");
+                self.shutting_down = true;
+                for svc in self.slots.iter_mut().flatten() {
+                    svc.main.exit(now);
                 }
             }
-            Ok(Signal::SIGHUP) => {
-                if !self.shutting_down {
-                    self.scan(true);
-                }
-            }
+            Ok(Signal::SIGHUP) if !self.shutting_down => self.scan(true),
             _ => {}
         }
     }
@@ -530,6 +511,11 @@ impl Scanner {
                 }
                 self.by_name.remove(&svc.name);
                 self.pids.retain(|_, (s, _)| *s != slot);
+                // `x` to every service ends svscan, as SIGTERM does.
+                if self.by_name.is_empty() && !self.exited.is_empty() && !self.shutting_down {
+                    eprintln!("approuter svscan: every service has exited");
+                    self.shutting_down = true;
+                }
             }
         }
     }

@@ -229,3 +229,406 @@ fn real_clients_answer_the_same_as_with_runit() {
     assert_eq!(normalize(&a), normalize(&b));
     assert_eq!(run_in(&ours, "svok", &["s3"]).status.code(), Some(100));
 }
+
+/// Pids of processes whose command line contains `needle`.
+fn pids_with(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmd)
+                .replace('\0', " ")
+                .contains(needle)
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+fn read_pid(dir: &Path, svc: &str) -> Option<u32> {
+    fs::read_to_string(dir.join(svc).join("supervise/pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn scan_dir(root: &Root) -> PathBuf {
+    let dir = root.path().join("sv");
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn killed_service_restarts_with_a_new_pid_and_both_runs_logged() {
+    let root = Root::new();
+    let dir = scan_dir(&root);
+    write_exec(
+        &dir.join("a/run"),
+        "#!/bin/sh\necho \"run $$\"\nexec sleep 1000.31\n",
+    );
+    write_exec(&dir.join("a/log/run"), "#!/bin/sh\nexec cat >> ../out\n");
+    let _sv = Svscan::start(&dir);
+    assert!(wait_until(10.0, || read_pid(&dir, "a").is_some()));
+    let first = read_pid(&dir, "a").unwrap();
+    // Up for a while, so the restart is immediate.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    signal(first, Signal::SIGKILL);
+    assert!(
+        wait_until(5.0, || read_pid(&dir, "a").is_some_and(|p| p != first)),
+        "no restart"
+    );
+    let second = read_pid(&dir, "a").unwrap();
+    let out = dir.join("a/out");
+    assert!(
+        wait_until(5.0, || {
+            let text = fs::read_to_string(&out).unwrap_or_default();
+            text.contains(&format!("run {first}\n")) && text.contains(&format!("run {second}\n"))
+        }),
+        "log lacks a run: {:?}",
+        fs::read_to_string(&out)
+    );
+    assert_eq!(pids_with("sleep 1000.31").len(), 1, "exactly one copy");
+}
+
+#[test]
+fn forking_start_script_leaves_nothing_after_stop() {
+    let root = Root::new();
+    let dir = root.managed().join("var/service");
+    write_exec(
+        &dir.join("forker/run"),
+        "#!/bin/sh\n(sleep 1000.32 &)\nsleep 1000.33 &\nexec sleep 1000.34\n",
+    );
+    let _sv = Svscan::start(&dir);
+    assert!(
+        wait_until(10.0, || pids_with("sleep 1000.3").len() == 3),
+        "three sleeps"
+    );
+    let out = root.cmd(&["stop", "forker"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[+ .++ ---]  forker"));
+    assert!(
+        wait_until(5.0, || pids_with("sleep 1000.3").is_empty()),
+        "left: {:?}",
+        pids_with("sleep 1000.3")
+    );
+
+    // When ./run itself exits, its stray children are ended before the restart.
+    let out = root.cmd(&["start", "forker"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_until(10.0, || pids_with("sleep 1000.3").len() == 3));
+    let main = read_pid(&dir, "forker").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    signal(main, Signal::SIGKILL);
+    assert!(wait_until(5.0, || read_pid(&dir, "forker").is_some_and(|p| p != main)));
+    assert!(
+        wait_until(5.0, || pids_with("sleep 1000.3").len() == 3),
+        "one generation only: {:?}",
+        pids_with("sleep 1000.3")
+    );
+}
+
+#[test]
+fn crash_loop_backs_off_costs_little_and_shows_in_status() {
+    let root = Root::new();
+    let dir = root.managed().join("var/service");
+    write_exec(
+        &dir.join("crash/run"),
+        "#!/bin/sh\necho start >> ../starts\nexit 1\n",
+    );
+    write_exec(&dir.join("fine/run"), "#!/bin/sh\nexec sleep 1000.35\n");
+    let sv = Svscan::start(&dir);
+    let starts = || {
+        fs::read_to_string(dir.join("starts"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(wait_until(5.0, || starts() >= 1));
+    let t0 = cpu_ticks(sv.pid());
+    let begin = std::time::Instant::now();
+    // Starts at 0, 1, 3, 7 s: four in eight seconds, where runsv would make eight.
+    wait_until(8.5, || false);
+    let n = starts();
+    assert!((3..=5).contains(&n), "{n} starts in 8.5 s");
+    let used = cpu_ticks(sv.pid()) - t0;
+    let hz = 100.0;
+    let share = used as f64 / hz / begin.elapsed().as_secs_f64();
+    assert!(share < 0.02, "svscan used {:.1}% of a core", share * 100.0);
+
+    let out = root.cmd(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a crash loop is not as wanted: {text}"
+    );
+    let crash = text.lines().find(|l| l.contains(" crash ")).unwrap();
+    assert!(
+        crash.starts_with("[+ !++ ---]  crash  uptime: -/-"),
+        "{crash}"
+    );
+    assert!(crash.contains("crash loop: exit 1"), "{crash}");
+    let fine = text.lines().find(|l| l.contains(" fine ")).unwrap();
+    assert!(fine.starts_with("[+ +++ ---]  fine   uptime: "), "{fine}");
+}
+
+#[test]
+fn run_that_is_not_executable_is_reported_and_others_keep_going() {
+    let root = Root::new();
+    let dir = root.managed().join("var/service");
+    write_exec(&dir.join("broken/run"), "#!/bin/sh\nexec sleep 1000.36\n");
+    fs::set_permissions(
+        dir.join("broken/run"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    write_exec(
+        &dir.join("broken/log/run"),
+        "#!/bin/sh\nexec cat >> ../out\n",
+    );
+    write_exec(&dir.join("ok/run"), "#!/bin/sh\nexec sleep 1000.37\n");
+    let _sv = Svscan::start(&dir);
+    let out = dir.join("broken/out");
+    assert!(
+        wait_until(5.0, || fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains("unable to start ./run: Permission denied")),
+        "log: {:?}",
+        fs::read_to_string(&out)
+    );
+    assert!(wait_until(5.0, || pids_with("sleep 1000.37").len() == 1));
+    let st = root.cmd(&["status", "broken"]).output().unwrap();
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(text.starts_with("[+ !++ +++]  broken"), "{text}");
+    assert!(text.contains("not started"), "{text}");
+}
+
+#[test]
+fn second_svscan_is_refused_and_sigterm_leaves_nothing() {
+    let root = Root::new();
+    let dir = scan_dir(&root);
+    write_exec(
+        &dir.join("a/run"),
+        "#!/bin/sh\nsleep 1000.38 &\nexec sleep 1000.39\n",
+    );
+    write_exec(&dir.join("a/log/run"), "#!/bin/sh\nexec cat >> ../out\n");
+    write_exec(
+        &dir.join("stubborn/run"),
+        "#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.1; done\n",
+    );
+    let mut sv = Svscan::start(&dir);
+    assert!(wait_until(10.0, || pids_with("sleep 1000.3").len() == 2));
+    let second = crate::util::approuter()
+        .args(["svscan"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("already supervised by another approuter svscan"),
+        "{err}"
+    );
+    // A service directory locked by another supervisor is refused too.
+    let lone = root.path().join("lone");
+    write_exec(&lone.join("x/run"), "#!/bin/sh\nexec sleep 1000.40\n");
+    let mut other = Svscan::start(&lone);
+    assert!(wait_until(10.0, || pids_with("sleep 1000.40").len() == 1));
+    let other_dir = root.path().join("other");
+    fs::create_dir_all(&other_dir).unwrap();
+    std::os::unix::fs::symlink(lone.join("x"), other_dir.join("x")).unwrap();
+    let third = Svscan::start(&other_dir);
+    assert!(
+        wait_until(5.0, || third.output().contains("already supervised")),
+        "{}",
+        third.output()
+    );
+    assert_eq!(pids_with("sleep 1000.40").len(), 1);
+    drop(third);
+    other.terminate(10.0).expect("exits");
+
+    // SIGTERM: every service down (the stubborn one killed after the grace), then exit 0.
+    let status = sv.terminate(15.0).expect("svscan exits after SIGTERM");
+    assert!(status.success(), "{status:?}: {}", sv.output());
+    assert!(
+        processes_under(&dir).is_empty(),
+        "left: {:?}",
+        processes_under(&dir)
+    );
+    assert!(pids_with("sleep 1000.3").is_empty());
+    assert_eq!(run_in(&dir, "svok", &["a"]).status.code(), Some(100));
+}
+
+#[test]
+fn killed_svscan_then_new_one_makes_no_duplicates() {
+    let root = Root::new();
+    let dir = scan_dir(&root);
+    write_exec(
+        &dir.join("a/run"),
+        "#!/bin/sh\nsleep 1000.41 &\necho \"run $$\"\nexec sleep 1000.42\n",
+    );
+    write_exec(&dir.join("a/log/run"), "#!/bin/sh\nexec cat >> ../out\n");
+    let mut sv = Svscan::start(&dir);
+    assert!(wait_until(10.0, || pids_with("sleep 1000.4").len() == 2));
+    let old = read_pid(&dir, "a").unwrap();
+    sv.child.kill().unwrap();
+    sv.child.wait().unwrap();
+    // Services outlive a killed supervisor...
+    assert_eq!(pids_with("sleep 1000.4").len(), 2);
+    // ...and the next one ends them before starting its own.
+    let _sv2 = Svscan::start(&dir);
+    assert!(wait_until(10.0, || read_pid(&dir, "a").is_some_and(|p| p != old)));
+    assert!(
+        wait_until(5.0, || pids_with("sleep 1000.4").len() == 2),
+        "{:?}",
+        pids_with("sleep 1000.4")
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        pids_with("sleep 1000.4").len(),
+        2,
+        "duplicates: {:?}",
+        pids_with("sleep 1000.4")
+    );
+    let new = read_pid(&dir, "a").unwrap();
+    assert!(wait_until(5.0, || {
+        let text = fs::read_to_string(dir.join("a/out")).unwrap_or_default();
+        text.contains(&format!("run {old}\n")) && text.contains(&format!("run {new}\n"))
+    }));
+}
+
+#[test]
+fn status_start_stop_and_removal() {
+    let root = Root::new();
+    let dir = root.managed().join("var/service");
+    write_exec(&dir.join("alpha/run"), "#!/bin/sh\nexec sleep 1000.43\n");
+    write_exec(
+        &dir.join("alpha/log/run"),
+        "#!/bin/sh\nexec cat >> ../out\n",
+    );
+    write_exec(
+        &dir.join("beta-long-name/run"),
+        "#!/bin/sh\nexec sleep 1000.44\n",
+    );
+    write_exec(&dir.join("gamma/run"), "#!/bin/sh\nexec sleep 1000.45\n");
+    fs::write(dir.join("gamma/down"), "").unwrap();
+    let out = root.cmd(&["status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("[- --- ---]  alpha           uptime: -/-  pids: -/-  not supervised"));
+
+    let sv = Svscan::start(&dir);
+    assert!(wait_until(10.0, || root
+        .cmd(&["status"])
+        .output()
+        .unwrap()
+        .status
+        .success()));
+    let out = root.cmd(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let (a, l) = (
+        read_pid(&dir, "alpha").unwrap(),
+        read_pid(&dir.join("alpha"), "log").unwrap(),
+    );
+    assert!(
+        lines[0].starts_with("[+ +++ +++]  alpha           uptime: "),
+        "{text}"
+    );
+    assert!(lines[0].ends_with(&format!("pids: {a}/{l}")), "{text}");
+    assert!(
+        lines[1].starts_with("[+ +++ ---]  beta-long-name  uptime: "),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("[+ .++ ---]  gamma           uptime: -/-  pids: -/-"),
+        "{text}"
+    );
+
+    let json = root.cmd(&["status", "--json", "alpha"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["name"], "alpha");
+    assert_eq!(v[0]["main"]["pid"], a);
+    assert_eq!(v[0]["log"]["state"], "run");
+
+    let out = root.cmd(&["start", "gamma"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("[+ !++ ---]  gamma")
+            || read_pid(&dir, "gamma").is_some()
+    );
+    let out = root
+        .cmd(&["stop", "alpha", "beta-long-name"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("[+ .++ +++]  alpha"), "{text}");
+    assert!(text.contains("[+ .++ ---]  beta-long-name"), "{text}");
+
+    let out = root.cmd(&["stop", "nosuch"]).output().unwrap();
+    let err = crate::util::one_line_error(&out);
+    assert!(
+        err.contains("unknown service `nosuch`; known services: alpha, beta-long-name, gamma"),
+        "{err}"
+    );
+
+    // A removed directory is brought down and forgotten (at once on SIGHUP).
+    fs::rename(dir.join("gamma"), root.path().join("gamma.gone")).unwrap();
+    signal(sv.pid(), Signal::SIGHUP);
+    assert!(wait_until(5.0, || pids_with("sleep 1000.45").is_empty()));
+    // A new directory is taken at the next scan.
+    write_exec(&dir.join("delta/run"), "#!/bin/sh\nexec sleep 1000.46\n");
+    signal(sv.pid(), Signal::SIGHUP);
+    assert!(wait_until(5.0, || pids_with("sleep 1000.46").len() == 1));
+}
+
+#[test]
+fn exit_to_every_service_ends_svscan() {
+    let root = Root::new();
+    let dir = scan_dir(&root);
+    write_exec(&dir.join("a/run"), "#!/bin/sh\nexec sleep 1000.47\n");
+    write_exec(&dir.join("a/log/run"), "#!/bin/sh\nexec cat >> ../out\n");
+    write_exec(&dir.join("b/run"), "#!/bin/sh\nexec sleep 1000.48\n");
+    let mut sv = Svscan::start(&dir);
+    assert!(wait_until(10.0, || svok(&dir, "a") && svok(&dir, "b")));
+    assert!(run_in(&dir, "sv", &["-w", "7", "exit", "./a", "./b"])
+        .status
+        .success());
+    let mut status = None;
+    assert!(
+        wait_until(10.0, || {
+            status = sv.child.try_wait().unwrap();
+            status.is_some()
+        }),
+        "svscan still running: {}",
+        sv.output()
+    );
+    assert!(status.unwrap().success());
+    assert!(processes_under(&dir).is_empty());
+}
