@@ -99,6 +99,7 @@ pub fn run(opts: Options) -> Result<i32> {
     raise_fd_limit();
     nix::sys::prctl::set_child_subreaper(true).context("becoming a subreaper")?;
 
+    reset_signal_dispositions();
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -203,6 +204,21 @@ fn lock_scan_dir(dir: &Path) -> Result<File> {
     f.rewind()?;
     writeln!(f, "{}", std::process::id())?;
     Ok(f)
+}
+
+/// Services inherit ignored signals across exec: svscan may have been started with some
+/// ignored (nohup, a shell's background job), and its services must start with every signal
+/// at its default. The signals svscan reads are blocked and taken through signalfd instead.
+fn reset_signal_dispositions() {
+    use nix::sys::signal::{signal, SigHandler};
+    for sig in Signal::iterator() {
+        if !matches!(sig, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGPIPE) {
+            // SAFETY: installing SIG_DFL runs no code of ours.
+            unsafe {
+                let _ = signal(sig, SigHandler::SigDfl);
+            }
+        }
+    }
 }
 
 /// A thousand services hold several thousand descriptors; the usual soft limit is 1024.

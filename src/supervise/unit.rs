@@ -435,24 +435,17 @@ impl Unit {
         if let Some(err) = dup(&self.io.stderr)? {
             cmd.stderr(err);
         }
-        // SAFETY: setsid, signal and sigprocmask are async-signal-safe; the closure allocates nothing.
+        // SAFETY: setsid and sigprocmask are async-signal-safe; the closure allocates nothing.
         unsafe {
             cmd.pre_exec(|| {
                 // Its own session and process group: the whole service can be signalled at
                 // once, and a terminal's signals to svscan do not reach it.
                 nix::unistd::setsid().map_err(io::Error::from)?;
-                // svscan blocks the signals it reads through signalfd, and may itself have been
-                // started with some ignored (nohup, a shell's background job); a service starts
-                // with every signal at its default.
-                use nix::libc;
-                for sig in 1..32 {
-                    if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                        libc::signal(sig, libc::SIG_DFL);
-                    }
-                }
-                let mut empty: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut empty);
-                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                // svscan blocks the signals it reads through signalfd; a service starts with
+                // none blocked (svscan already reset every disposition to its default).
+                nix::sys::signal::SigSet::empty()
+                    .thread_set_mask()
+                    .map_err(io::Error::from)?;
                 Ok(())
             });
         }

@@ -632,3 +632,43 @@ fn exit_to_every_service_ends_svscan() {
     assert!(status.unwrap().success());
     assert!(processes_under(&dir).is_empty());
 }
+
+#[test]
+fn services_start_with_default_signals_whatever_svscan_inherited() {
+    let root = Root::new();
+    let dir = scan_dir(&root);
+    write_exec(&dir.join("a/run"), "#!/bin/sh\nexec sleep 1000.49\n");
+    // A shell's background job or nohup hands svscan ignored signals.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' INT QUIT HUP; exec \"$0\" svscan \"$1\"")
+        .arg(assert_cmd::cargo::cargo_bin("approuter"))
+        .arg(&dir)
+        .current_dir(&dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(10.0, || read_pid(&dir, "a").is_some()));
+    let status =
+        fs::read_to_string(format!("/proc/{}/status", read_pid(&dir, "a").unwrap())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        u64::from_str_radix(&field("SigBlk:"), 16).unwrap(),
+        0,
+        "blocked signals"
+    );
+    assert_eq!(
+        u64::from_str_radix(&field("SigIgn:"), 16).unwrap() & 0x7fff_ffff,
+        0,
+        "ignored standard signals"
+    );
+    signal(child.id(), Signal::SIGTERM);
+    assert!(wait_until(15.0, || child.try_wait().unwrap().is_some()));
+}

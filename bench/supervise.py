@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Supervisor benchmark: approuter svscan against runit's runsvdir on the same service trees.
+
+For 10, 100 and 500 trivial services (no log), prints side by side:
+  - memory of the supervisor processes: the sum of PSS from /proc/PID/smaps_rollup
+    (svscan alone; runsvdir plus every runsv),
+  - CPU they use over IDLE seconds of doing nothing,
+  - restart latency after kill -9 of a service that has been up for a while: the time until
+    supervise/pid names a new running process (median and worst of up to 20 kills).
+
+Not a test: it measures, it does not judge. Usage: bench/supervise.py [APPROUTER_BINARY]
+Environment: SIZES (default "10 100 500"), IDLE (seconds, default 30), KILLS (default 20).
+"""
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def make_tree(root, n):
+    os.makedirs(root)
+    for i in range(n):
+        d = os.path.join(root, f"s{i:04d}")
+        os.makedirs(d)
+        with open(os.path.join(d, "run"), "w") as f:
+            f.write("#!/bin/sh\nexec sleep 1000000\n")
+        os.chmod(os.path.join(d, "run"), 0o755)
+
+
+def children(pid):
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+        if ppid == pid:
+            out.append(int(p))
+    return out
+
+
+def supervisor_pids(kind, top):
+    """approuter: the one svscan; runit: runsvdir and its runsv children."""
+    if kind == "approuter":
+        return [top]
+    return [top] + [p for p in children(top) if comm(p) == "runsv"]
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def read_pid(svc):
+    try:
+        with open(os.path.join(svc, "supervise/pid")) as f:
+            s = f.read().strip()
+        return int(s) if s else None
+    except (OSError, ValueError):
+        return None
+
+
+def is_running(svc):
+    try:
+        with open(os.path.join(svc, "supervise/stat")) as f:
+            return f.read().startswith("run")
+    except OSError:
+        return False
+
+
+def wait(cond, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def measure(kind, binary, root, n, idle, kills):
+    if kind == "approuter":
+        proc = subprocess.Popen([binary, "svscan", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+    else:
+        proc = subprocess.Popen(["runsvdir", "-P", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+    svcs = [os.path.join(root, d) for d in sorted(os.listdir(root)) if not d.startswith(".")]
+    try:
+        if not wait(lambda: all(read_pid(s) and is_running(s) for s in svcs), 60):
+            raise SystemExit(f"{kind}: services did not all come up")
+        time.sleep(2)  # settle: every service has been up for a while
+        pids = supervisor_pids(kind, proc.pid)
+        mem = sum(pss_kib(p) for p in pids)
+        t0 = sum(cpu_ticks(p) for p in pids)
+        time.sleep(idle)
+        cpu = (sum(cpu_ticks(p) for p in supervisor_pids(kind, proc.pid)) - t0) / HZ
+        lat = []
+        for svc in svcs[: min(kills, len(svcs))]:
+            old = read_pid(svc)
+            start = time.perf_counter()
+            os.kill(old, signal.SIGKILL)
+            while True:
+                new = read_pid(svc)
+                if new and new != old and is_running(svc):
+                    break
+                if time.perf_counter() - start > 10:
+                    raise SystemExit(f"{kind}: {svc} did not restart")
+                time.sleep(0.0005)
+            lat.append((time.perf_counter() - start) * 1000)
+        return mem, cpu, statistics.median(lat), max(lat)
+    finally:
+        if kind == "approuter":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGHUP)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        # runsv children exit after their service; sweep anything left under the tree.
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    if os.readlink(f"/proc/{p}/cwd").startswith(root):
+                        os.kill(int(p), signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "../target/release/approuter")
+    binary = os.path.abspath(binary)
+    if not shutil.which("runsvdir"):
+        raise SystemExit("runsvdir not found: apt-get install runit")
+    sizes = [int(s) for s in os.environ.get("SIZES", "10 100 500").split()]
+    idle = float(os.environ.get("IDLE", "30"))
+    kills = int(os.environ.get("KILLS", "20"))
+    print(f"supervisor benchmark: {idle:.0f} s idle, restart latency over {kills} kill -9s of services up >2 s")
+    print(f"{'services':>8} | {'supervisor':<10} | {'PSS total':>10} | {'idle CPU':>9} | {'restart p50':>11} | {'restart max':>11}")
+    print("-" * 76)
+    for n in sizes:
+        for kind in ("approuter", "runit"):
+            with tempfile.TemporaryDirectory(prefix=f"ar-bench-{kind}-") as tmp:
+                root = os.path.join(tmp, "sv")
+                make_tree(root, n)
+                mem, cpu, p50, worst = measure(kind, binary, root, n, idle, kills)
+                print(f"{n:>8} | {kind:<10} | {mem:>7} KiB | {cpu:>7.2f} s | {p50:>8.2f} ms | {worst:>8.2f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()

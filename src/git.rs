@@ -1,0 +1,242 @@
+//! Every git operation approuter performs, through git2: asking the remote, cloning, fetching, hard resets, and reading what a checkout holds.
+
+use anyhow::{anyhow, bail, Context, Result};
+use git2::{
+    build::{CheckoutBuilder, RepoBuilder},
+    Cred, CredentialType, Direction, FetchOptions, Oid, Remote, RemoteCallbacks, Repository,
+    ResetType,
+};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// The URL git is given: a relative local path in repo.conf is relative to the root.
+pub fn resolve_url(root: &Path, url: &str) -> String {
+    let looks_remote = url.contains("://") || is_scp_like(url);
+    if looks_remote || Path::new(url).is_absolute() {
+        url.to_string()
+    } else {
+        root.join(url).to_string_lossy().into_owned()
+    }
+}
+
+/// `user@host:path` (ssh), as opposed to a local path that merely contains a colon.
+fn is_scp_like(url: &str) -> bool {
+    match url.split_once(':') {
+        Some((host, _)) => !host.contains('/') && !host.is_empty() && host.len() > 1,
+        None => false,
+    }
+}
+
+/// Credentials the way an operator's git gets them: the ssh agent for ssh, git's credential
+/// helpers for https. libgit2 asks again after a refusal, so each kind is tried once.
+fn callbacks<'a>(config: Option<git2::Config>) -> RemoteCallbacks<'a> {
+    let mut cb = RemoteCallbacks::new();
+    let mut tried = (false, false, false);
+    cb.credentials(move |url, username, allowed| {
+        if allowed.contains(CredentialType::SSH_KEY) && !tried.0 {
+            tried.0 = true;
+            return Cred::ssh_key_from_agent(username.unwrap_or("git"));
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) && !tried.1 {
+            tried.1 = true;
+            if let Some(cfg) = &config {
+                return Cred::credential_helper(cfg, url, username);
+            }
+        }
+        if allowed.contains(CredentialType::DEFAULT) && !tried.2 {
+            tried.2 = true;
+            return Cred::default();
+        }
+        Err(git2::Error::from_str("no usable credentials (ssh agent, git credential helper)"))
+    });
+    cb
+}
+
+fn user_config() -> Option<git2::Config> {
+    git2::Config::open_default().ok()
+}
+
+/// What the remote has: its default branch and the head of every branch.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteHeads {
+    pub default_branch: Option<String>,
+    pub branches: BTreeMap<String, Oid>,
+}
+
+impl RemoteHeads {
+    /// The commit a branch points at, or a clear error naming it and the remote.
+    pub fn head(&self, url: &str, branch: &str) -> Result<Oid> {
+        self.branches.get(branch).copied().ok_or_else(|| {
+            anyhow!("branch `{branch}` does not exist in {url}; create it or fix the configuration")
+        })
+    }
+}
+
+/// `git ls-remote`: one connection that tells every branch head and the default branch.
+pub fn ls_remote(url: &str) -> Result<RemoteHeads> {
+    let mut remote = Remote::create_detached(url).with_context(|| format!("bad repository URL {url}"))?;
+    let conn = remote
+        .connect_auth(Direction::Fetch, Some(callbacks(user_config())), None)
+        .map_err(|e| anyhow!("cannot reach {url}: {}", e.message()))?;
+    let mut heads = RemoteHeads::default();
+    for h in conn.list().map_err(|e| anyhow!("cannot list {url}: {}", e.message()))? {
+        if let Some(b) = h.name().strip_prefix("refs/heads/") {
+            heads.branches.insert(b.to_string(), h.oid());
+        }
+    }
+    if let Ok(buf) = conn.default_branch() {
+        if let Some(b) = buf.as_str().and_then(|s| s.strip_prefix("refs/heads/")) {
+            heads.default_branch = Some(b.to_string());
+        }
+    }
+    Ok(heads)
+}
+
+fn progress_callbacks<'a>(label: &'a str) -> RemoteCallbacks<'a> {
+    let mut cb = callbacks(user_config());
+    let tty = std::io::stderr().is_terminal();
+    let mut last = 0;
+    cb.transfer_progress(move |p| {
+        if tty && p.total_objects() > 0 {
+            let pct = p.received_objects() * 100 / p.total_objects();
+            if pct != last || p.received_objects() == p.total_objects() {
+                last = pct;
+                eprint!(
+                    "\r  {label}: {pct:3}% ({}/{} objects, {} KiB)",
+                    p.received_objects(),
+                    p.total_objects(),
+                    p.received_bytes() / 1024
+                );
+                let _ = std::io::stderr().flush();
+            }
+        }
+        true
+    });
+    cb
+}
+
+/// Clones `branch` of `url` into `dest`, through a hidden sibling directory renamed into place,
+/// so an interrupted clone never looks like a checkout.
+pub fn clone(url: &str, branch: &str, dest: &Path, label: &str) -> Result<Oid> {
+    let parent = dest.parent().context("checkout without a parent directory")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
+    let name = dest.file_name().context("checkout without a name")?.to_string_lossy();
+    let tmp: PathBuf = parent.join(format!(".{name}.cloning"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()))?;
+    }
+    eprintln!("cloning {label} from {url} (branch {branch})");
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(progress_callbacks(label));
+    let repo = RepoBuilder::new()
+        .branch(branch)
+        .fetch_options(fo)
+        .clone(url, &tmp)
+        .map_err(|e| {
+            let _ = std::fs::remove_dir_all(&tmp);
+            anyhow!("cloning {url} (branch {branch}) for {label}: {}", e.message())
+        });
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    let oid = repo?.head()?.target().context("cloned HEAD has no commit")?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("{}: cannot move the clone into place", dest.display()))?;
+    Ok(oid)
+}
+
+/// What a checkout holds.
+#[derive(Debug, Clone)]
+pub struct Checkout {
+    pub branch: Option<String>,
+    pub head: Oid,
+    pub origin: Option<String>,
+}
+
+pub fn inspect(dest: &Path) -> Result<Checkout> {
+    let repo = Repository::open(dest).with_context(|| format!("{}: not a git checkout", dest.display()))?;
+    let head = repo.head().with_context(|| format!("{}: no HEAD", dest.display()))?;
+    let branch = head.is_branch().then(|| head.shorthand().map(str::to_string)).flatten();
+    let oid = head.target().with_context(|| format!("{}: HEAD has no commit", dest.display()))?;
+    let origin = repo.find_remote("origin").ok().and_then(|r| r.url().map(str::to_string));
+    Ok(Checkout { branch, head: oid, origin })
+}
+
+/// Fetches `branch` from origin and returns its head; nothing in the work tree changes.
+pub fn fetch(dest: &Path, url: &str, branch: &str) -> Result<Oid> {
+    let repo = Repository::open(dest).with_context(|| format!("{}: not a git checkout", dest.display()))?;
+    let mut remote = repo.remote_anonymous(url)?;
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(callbacks(user_config()));
+    let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    remote.fetch(&[refspec.as_str()], Some(&mut fo), None).map_err(|e| {
+        if e.code() == git2::ErrorCode::NotFound || e.message().contains("couldn't find remote ref") {
+            anyhow!("branch `{branch}` does not exist in {url}")
+        } else {
+            anyhow!("fetching {branch} from {url}: {}", e.message())
+        }
+    })?;
+    let r = repo.find_reference(&format!("refs/remotes/origin/{branch}"))?;
+    r.target().context("fetched branch has no commit")
+}
+
+/// `git reset --hard <oid>` and removal of every file the commit does not track, except the
+/// ones the repository ignores.
+pub fn reset_hard(dest: &Path, oid: Oid) -> Result<()> {
+    let repo = Repository::open(dest).with_context(|| format!("{}: not a git checkout", dest.display()))?;
+    let obj = repo
+        .find_object(oid, None)
+        .with_context(|| format!("{}: commit {} is not fetched", dest.display(), short(oid)))?;
+    let mut co = CheckoutBuilder::new();
+    co.force().remove_untracked(true);
+    repo.reset(&obj, ResetType::Hard, Some(&mut co))
+        .with_context(|| format!("{}: reset to {}", dest.display(), short(oid)))
+}
+
+pub fn short(oid: Oid) -> String {
+    let s = oid.to_string();
+    s[..7.min(s.len())].to_string()
+}
+
+/// The first line of a commit's message, for reports.
+pub fn summary(dest: &Path, oid: Oid) -> Option<String> {
+    let repo = Repository::open(dest).ok()?;
+    let c = repo.find_commit(oid).ok()?;
+    c.summary().map(str::to_string)
+}
+
+/// Checks that an existing checkout is what the plan expects, without touching it.
+pub fn verify(dest: &Path, url: &str, branch: &str) -> Result<Checkout> {
+    let co = inspect(dest)?;
+    if co.origin.as_deref() != Some(url) {
+        bail!(
+            "{}: its origin is {} but repo.conf says {url}; move the checkout away to have it cloned again",
+            dest.display(),
+            co.origin.as_deref().unwrap_or("(none)")
+        );
+    }
+    if co.branch.as_deref() != Some(branch) {
+        bail!(
+            "{}: it is on {} but should be on branch `{branch}`; move the checkout away to have it cloned again",
+            dest.display(),
+            co.branch.as_deref().map(|b| format!("branch `{b}`")).unwrap_or_else(|| "a detached HEAD".into())
+        );
+    }
+    Ok(co)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let root = Path::new("/srv/ar");
+        assert_eq!(resolve_url(root, "app.git"), "/srv/ar/app.git");
+        assert_eq!(resolve_url(root, "../app"), "/srv/ar/../app");
+        assert_eq!(resolve_url(root, "/abs/app"), "/abs/app");
+        assert_eq!(resolve_url(root, "file:///x"), "file:///x");
+        assert_eq!(resolve_url(root, "https://h/x.git"), "https://h/x.git");
+        assert_eq!(resolve_url(root, "git@github.com:me/x.git"), "git@github.com:me/x.git");
+    }
+}
