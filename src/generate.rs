@@ -87,6 +87,22 @@ pub fn generate(layout: &Layout) -> Result<(Plan, Changes)> {
     Ok((plan, changes))
 }
 
+/// Renders the nginx configuration for `plan`, checks it with `nginx -t`, and writes the files
+/// that differ. Returns whether anything was written.
+pub fn apply_nginx(layout: &Layout, plan: &Plan, host: &Host) -> Result<bool> {
+    let files = render::render_nginx(plan, host)?;
+    nginx::check(&host.nginx_cmd, &files)?;
+    let mut changed = false;
+    for f in &files {
+        let path = layout.var().join(&f.rel);
+        if !fsx::is_current(&path, &f.bytes, f.mode) {
+            fsx::write_atomic(&path, &f.bytes, f.mode)?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
 /// The service a file belongs to, when it lies under `service/<name>/`.
 fn service_of(rel: &Path) -> Option<String> {
     let mut parts = rel.components();

@@ -48,7 +48,9 @@ fn callbacks<'a>(config: Option<git2::Config>) -> RemoteCallbacks<'a> {
             tried.2 = true;
             return Cred::default();
         }
-        Err(git2::Error::from_str("no usable credentials (ssh agent, git credential helper)"))
+        Err(git2::Error::from_str(
+            "no usable credentials (ssh agent, git credential helper)",
+        ))
     });
     cb
 }
@@ -75,18 +77,26 @@ impl RemoteHeads {
 
 /// `git ls-remote`: one connection that tells every branch head and the default branch.
 pub fn ls_remote(url: &str) -> Result<RemoteHeads> {
-    let mut remote = Remote::create_detached(url).with_context(|| format!("bad repository URL {url}"))?;
+    let mut remote =
+        Remote::create_detached(url).with_context(|| format!("bad repository URL {url}"))?;
     let conn = remote
         .connect_auth(Direction::Fetch, Some(callbacks(user_config())), None)
         .map_err(|e| anyhow!("cannot reach {url}: {}", e.message()))?;
     let mut heads = RemoteHeads::default();
-    for h in conn.list().map_err(|e| anyhow!("cannot list {url}: {}", e.message()))? {
+    for h in conn
+        .list()
+        .map_err(|e| anyhow!("cannot list {url}: {}", e.message()))?
+    {
         if let Some(b) = h.name().strip_prefix("refs/heads/") {
             heads.branches.insert(b.to_string(), h.oid());
         }
     }
     if let Ok(buf) = conn.default_branch() {
-        if let Some(b) = buf.as_str().and_then(|s| s.strip_prefix("refs/heads/")) {
+        if let Some(b) = buf
+            .as_str()
+            .ok()
+            .and_then(|s| s.strip_prefix("refs/heads/"))
+        {
             heads.default_branch = Some(b.to_string());
         }
     }
@@ -119,12 +129,19 @@ fn progress_callbacks<'a>(label: &'a str) -> RemoteCallbacks<'a> {
 /// Clones `branch` of `url` into `dest`, through a hidden sibling directory renamed into place,
 /// so an interrupted clone never looks like a checkout.
 pub fn clone(url: &str, branch: &str, dest: &Path, label: &str) -> Result<Oid> {
-    let parent = dest.parent().context("checkout without a parent directory")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
-    let name = dest.file_name().context("checkout without a name")?.to_string_lossy();
+    let parent = dest
+        .parent()
+        .context("checkout without a parent directory")?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("{}: cannot create", parent.display()))?;
+    let name = dest
+        .file_name()
+        .context("checkout without a name")?
+        .to_string_lossy();
     let tmp: PathBuf = parent.join(format!(".{name}.cloning"));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()))?;
+        std::fs::remove_dir_all(&tmp)
+            .with_context(|| format!("{}: cannot remove", tmp.display()))?;
     }
     eprintln!("cloning {label} from {url} (branch {branch})");
     let mut fo = FetchOptions::new();
@@ -135,13 +152,20 @@ pub fn clone(url: &str, branch: &str, dest: &Path, label: &str) -> Result<Oid> {
         .clone(url, &tmp)
         .map_err(|e| {
             let _ = std::fs::remove_dir_all(&tmp);
-            anyhow!("cloning {url} (branch {branch}) for {label}: {}", e.message())
+            anyhow!(
+                "cloning {url} (branch {branch}) for {label}: {}",
+                e.message()
+            )
         });
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
-    let oid = repo?.head()?.target().context("cloned HEAD has no commit")?;
-    std::fs::rename(&tmp, dest).with_context(|| format!("{}: cannot move the clone into place", dest.display()))?;
+    let oid = repo?
+        .head()?
+        .target()
+        .context("cloned HEAD has no commit")?;
+    std::fs::rename(&tmp, dest)
+        .with_context(|| format!("{}: cannot move the clone into place", dest.display()))?;
     Ok(oid)
 }
 
@@ -154,28 +178,48 @@ pub struct Checkout {
 }
 
 pub fn inspect(dest: &Path) -> Result<Checkout> {
-    let repo = Repository::open(dest).with_context(|| format!("{}: not a git checkout", dest.display()))?;
-    let head = repo.head().with_context(|| format!("{}: no HEAD", dest.display()))?;
-    let branch = head.is_branch().then(|| head.shorthand().map(str::to_string)).flatten();
-    let oid = head.target().with_context(|| format!("{}: HEAD has no commit", dest.display()))?;
-    let origin = repo.find_remote("origin").ok().and_then(|r| r.url().map(str::to_string));
-    Ok(Checkout { branch, head: oid, origin })
+    let repo = Repository::open(dest)
+        .with_context(|| format!("{}: not a git checkout", dest.display()))?;
+    let head = repo
+        .head()
+        .with_context(|| format!("{}: no HEAD", dest.display()))?;
+    let branch = head
+        .is_branch()
+        .then(|| head.shorthand().ok().map(str::to_string))
+        .flatten();
+    let oid = head
+        .target()
+        .with_context(|| format!("{}: HEAD has no commit", dest.display()))?;
+    let origin = repo
+        .find_remote("origin")
+        .ok()
+        .and_then(|r| r.url().ok().map(str::to_string));
+    Ok(Checkout {
+        branch,
+        head: oid,
+        origin,
+    })
 }
 
 /// Fetches `branch` from origin and returns its head; nothing in the work tree changes.
 pub fn fetch(dest: &Path, url: &str, branch: &str) -> Result<Oid> {
-    let repo = Repository::open(dest).with_context(|| format!("{}: not a git checkout", dest.display()))?;
+    let repo = Repository::open(dest)
+        .with_context(|| format!("{}: not a git checkout", dest.display()))?;
     let mut remote = repo.remote_anonymous(url)?;
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(callbacks(user_config()));
     let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-    remote.fetch(&[refspec.as_str()], Some(&mut fo), None).map_err(|e| {
-        if e.code() == git2::ErrorCode::NotFound || e.message().contains("couldn't find remote ref") {
-            anyhow!("branch `{branch}` does not exist in {url}")
-        } else {
-            anyhow!("fetching {branch} from {url}: {}", e.message())
-        }
-    })?;
+    remote
+        .fetch(&[refspec.as_str()], Some(&mut fo), None)
+        .map_err(|e| {
+            if e.code() == git2::ErrorCode::NotFound
+                || e.message().contains("couldn't find remote ref")
+            {
+                anyhow!("branch `{branch}` does not exist in {url}")
+            } else {
+                anyhow!("fetching {branch} from {url}: {}", e.message())
+            }
+        })?;
     let r = repo.find_reference(&format!("refs/remotes/origin/{branch}"))?;
     r.target().context("fetched branch has no commit")
 }
@@ -183,7 +227,8 @@ pub fn fetch(dest: &Path, url: &str, branch: &str) -> Result<Oid> {
 /// `git reset --hard <oid>` and removal of every file the commit does not track, except the
 /// ones the repository ignores.
 pub fn reset_hard(dest: &Path, oid: Oid) -> Result<()> {
-    let repo = Repository::open(dest).with_context(|| format!("{}: not a git checkout", dest.display()))?;
+    let repo = Repository::open(dest)
+        .with_context(|| format!("{}: not a git checkout", dest.display()))?;
     let obj = repo
         .find_object(oid, None)
         .with_context(|| format!("{}: commit {} is not fetched", dest.display(), short(oid)))?;
@@ -202,7 +247,7 @@ pub fn short(oid: Oid) -> String {
 pub fn summary(dest: &Path, oid: Oid) -> Option<String> {
     let repo = Repository::open(dest).ok()?;
     let c = repo.find_commit(oid).ok()?;
-    c.summary().map(str::to_string)
+    c.summary().ok().flatten().map(str::to_string)
 }
 
 /// Checks that an existing checkout is what the plan expects, without touching it.
@@ -237,6 +282,9 @@ mod tests {
         assert_eq!(resolve_url(root, "/abs/app"), "/abs/app");
         assert_eq!(resolve_url(root, "file:///x"), "file:///x");
         assert_eq!(resolve_url(root, "https://h/x.git"), "https://h/x.git");
-        assert_eq!(resolve_url(root, "git@github.com:me/x.git"), "git@github.com:me/x.git");
+        assert_eq!(
+            resolve_url(root, "git@github.com:me/x.git"),
+            "git@github.com:me/x.git"
+        );
     }
 }

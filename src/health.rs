@@ -24,7 +24,12 @@ fn agent(timeout: Duration) -> ureq::Agent {
 }
 
 /// One `GET http://127.0.0.1:<port><path>`, optionally carrying the routing cookie for `route`.
-pub fn get(port: u16, path: &str, route: Option<&str>, timeout: Duration) -> Result<Answer, String> {
+pub fn get(
+    port: u16,
+    path: &str,
+    route: Option<&str>,
+    timeout: Duration,
+) -> Result<Answer, String> {
     let url = format!("http://127.0.0.1:{port}{path}");
     let mut req = agent(timeout).get(&url);
     if let Some(name) = route {
@@ -57,7 +62,12 @@ pub fn wait_healthy(port: u16, path: &str, deadline: Instant) -> Result<Duration
     let start = Instant::now();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let last = match get(port, path, None, left.clamp(Duration::from_millis(100), Duration::from_secs(5))) {
+        let last = match get(
+            port,
+            path,
+            None,
+            left.clamp(Duration::from_millis(100), Duration::from_secs(5)),
+        ) {
             Ok(a) if a.status == 200 => return Ok(start.elapsed()),
             Ok(a) => format!("{path} answered {}", a.status),
             Err(e) => e,
@@ -65,6 +75,8 @@ pub fn wait_healthy(port: u16, path: &str, deadline: Instant) -> Result<Duration
         if Instant::now() >= deadline {
             return Err(last);
         }
-        std::thread::sleep(Duration::from_millis(250).min(deadline.saturating_duration_since(Instant::now())));
+        std::thread::sleep(
+            Duration::from_millis(250).min(deadline.saturating_duration_since(Instant::now())),
+        );
     }
 }

@@ -1,15 +1,20 @@
 //! The `approuter` command line: parses arguments, runs one command, prints any error once as a chain.
 
 mod config;
+mod demo;
 mod fsx;
 mod generate;
+mod git;
+mod health;
 mod layout;
 mod nginx;
 mod panel;
 mod plan;
+mod ports;
 mod render;
 mod state;
 mod supervise;
+mod system;
 mod tai64;
 
 use anyhow::{bail, Context, Result};
@@ -64,14 +69,16 @@ enum Cmd {
     Status {
         /// Services to show [default: all]
         services: Vec<String>,
+        /// Also show each instance's branch, commit, port and role
+        #[arg(short, long)]
+        long: bool,
         /// Print the same facts as a JSON array
         #[arg(long)]
         json: bool,
     },
-    /// Bring services up through their control FIFO and wait until they run
+    /// Without arguments: clone, generate, start everything and wait until healthy. With names: bring those services up
     Start {
-        /// Services to start (see `approuter status` for their names)
-        #[arg(required = true)]
+        /// Services to start (see `approuter status` for their names) [default: the whole environment]
         services: Vec<String>,
     },
     /// Bring services down through their control FIFO and wait until they are down
@@ -80,6 +87,22 @@ enum Cmd {
         #[arg(required = true)]
         services: Vec<String>,
     },
+    /// Stop every service, nginx included, and the supervisor
+    Shutdown,
+    /// Send production traffic to the other production instance (instant rollback)
+    #[command(alias = "switch_nginx_config", alias = "switch-nginx-config")]
+    Switch {
+        /// Switch even if the other instance does not answer its health path with 200
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the active production instance: instance1 or instance2
+    #[command(name = "which-prod", alias = "which_prod")]
+    WhichProd,
+    /// Check every instance's health path, directly and through nginx
+    Check,
+    /// Create a demo application repository (branches main and beta), configure it and start it
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -125,7 +148,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::from(code as u8))
         }
-        Cmd::Status { services, json } => Ok(exit_if(panel::status_cmd(&layout, &services, json)?)),
+        Cmd::Status {
+            services,
+            long,
+            json,
+        } => Ok(exit_if(if long {
+            system::status_long(&layout, &services, json)?
+        } else {
+            panel::status_cmd(&layout, &services, json)?
+        })),
+        Cmd::Start { services } if services.is_empty() => Ok(exit_if(system::start(&layout)?)),
         Cmd::Start { services } => {
             let ok = panel::control_and_wait(
                 &layout,
@@ -138,6 +170,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("not every service came up within 10 s; see `approuter status` and its log");
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Shutdown => {
+            system::shutdown(&layout)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Switch { force } => {
+            let to = system::switch(&layout, force)?;
+            println!("production is now served by {}", to.name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::WhichProd => {
+            println!("{}", state::load_active(&layout)?.name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check => Ok(exit_if(system::check(&layout)?)),
+        Cmd::Demo => {
+            demo::prepare(&layout)?;
+            let ok = system::start(&layout)?;
+            let port = config::Config::load(&layout)?.settings.listen_port;
+            if ok {
+                print!("{}", demo::urls(&layout, port));
+            }
+            Ok(exit_if(ok))
         }
         Cmd::Stop { services } => {
             let grace = config::Config::load(&layout)

@@ -195,6 +195,11 @@ fn nginx_files(plan: &Plan, host: &Host) -> [(&'static str, minijinja::Value); 2
     ]
 }
 
+/// Only the nginx configuration (`nginx/nginx.conf`, `nginx/active.conf`), for a switch.
+pub fn render_nginx(plan: &Plan, host: &Host) -> Result<Vec<OutFile>> {
+    render_nginx_with(&environment(), plan, host)
+}
+
 fn render_nginx_with(env: &Environment, plan: &Plan, host: &Host) -> Result<Vec<OutFile>> {
     nginx_files(plan, host)
         .into_iter()

@@ -6,6 +6,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::fsx;
 use crate::layout::Layout;
 
 pub const PORTS: &str = "ports";
@@ -23,6 +24,12 @@ impl Slot {
         match self {
             Slot::Instance1 => "instance1",
             Slot::Instance2 => "instance2",
+        }
+    }
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::Instance1 => Slot::Instance2,
+            Slot::Instance2 => Slot::Instance1,
         }
     }
     pub fn index(self) -> usize {
@@ -111,6 +118,15 @@ pub fn load_active(layout: &Layout) -> Result<Slot> {
             )
         }),
     }
+}
+
+pub fn save_active(layout: &Layout, slot: Slot) -> Result<()> {
+    fsx::ensure_dir(&layout.state_dir())?;
+    fsx::write_atomic(
+        &active_path(layout),
+        format!("{}\n", slot.name()).as_bytes(),
+        0o644,
+    )
 }
 
 #[cfg(test)]

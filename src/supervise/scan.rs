@@ -206,6 +206,19 @@ fn lock_scan_dir(dir: &Path) -> Result<File> {
     Ok(f)
 }
 
+/// The pid of the svscan that holds `dir`, if one does.
+pub fn running_pid(dir: &Path) -> Option<u32> {
+    let mut f = File::open(dir.join(SCAN_LOCK)).ok()?;
+    match f.try_lock() {
+        Err(TryLockError::WouldBlock) => {
+            let mut s = String::new();
+            f.read_to_string(&mut s).ok()?;
+            s.trim().parse().ok()
+        }
+        _ => None,
+    }
+}
+
 /// Services inherit ignored signals across exec: svscan may have been started with some
 /// ignored (nohup, a shell's background job), and its services must start with every signal
 /// at its default. The signals svscan reads are blocked and taken through signalfd instead.

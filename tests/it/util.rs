@@ -165,6 +165,14 @@ pub fn signal(pid: u32, sig: Signal) {
 
 impl Drop for Root {
     fn drop(&mut self) {
+        // An environment started by `approuter start` is shut down the way an operator would;
+        // whatever is left after that (or without it) is killed.
+        if self.var("service/.svscan.lock").exists() {
+            let _ = self
+                .cmd(&["shutdown"])
+                .timeout(std::time::Duration::from_secs(30))
+                .output();
+        }
         kill_everything_under(self.path());
     }
 }

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""approuter's demo application.
+
+GET /            -> a page naming its branch, version, instance and pid
+GET /diagnostic  -> 200 "ok", or the status written in the file HEALTH (e.g. 500) if present
+"""
+import http.server
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read(name, default=""):
+    try:
+        with open(os.path.join(HERE, name)) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+BRANCH = read("BRANCH", "unknown")
+VERSION = read("VERSION", "0")
+INSTANCE = os.environ.get("APPROUTER_INSTANCE", "?")
+HEALTH = int(read("HEALTH", "200") or "200")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        status = 200
+        if self.path.startswith("/diagnostic"):
+            status = HEALTH
+            body = f"{'ok' if status == 200 else 'unhealthy'}\n"
+        else:
+            body = (
+                "<!doctype html><title>approuter demo</title>\n"
+                f"<h1>demo app: branch {BRANCH}, version {VERSION}</h1>\n"
+                f"<p>served by {INSTANCE} (pid {os.getpid()})</p>\n"
+            )
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-App-Version", VERSION)
+        self.send_header("X-App-Branch", BRANCH)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, fmt, *args):
+        sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
+        sys.stdout.flush()
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+if __name__ == "__main__":
+    port = int(sys.argv[1])
+    print(f"demo app {BRANCH} version {VERSION} listening on 127.0.0.1:{port}", flush=True)
+    Server(("127.0.0.1", port), Handler).serve_forever()

@@ -1,0 +1,311 @@
+//! End-to-end fixtures: a real git repository holding the demo application, free ports, and
+//! a small HTTP/1.1 client that behaves like a browser on a reused connection.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use crate::util::Root;
+
+/// A git repository made in the test root, holding skel/demo-app with BRANCH and VERSION files.
+pub struct AppRepo {
+    pub dir: PathBuf,
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git (apt-get install git)");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl AppRepo {
+    /// `main` at version 1 and `beta` at version 2-beta.
+    pub fn new(root: &Root) -> AppRepo {
+        let dir = root.path().join("app-repo");
+        fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q", "-b", "main"]);
+        let skel = Path::new(env!("CARGO_MANIFEST_DIR")).join("skel/demo-app");
+        for f in ["start", "server.py"] {
+            fs::copy(skel.join(f), dir.join(f)).unwrap();
+        }
+        let repo = AppRepo { dir };
+        repo.commit("main", &[("BRANCH", "main"), ("VERSION", "1")], "version 1");
+        git(&repo.dir, &["branch", "beta"]);
+        repo.commit("beta", &[("BRANCH", "beta"), ("VERSION", "2-beta")], "beta");
+        repo
+    }
+
+    /// Writes files on `branch` and commits them; returns the new commit.
+    pub fn commit(&self, branch: &str, files: &[(&str, &str)], msg: &str) -> String {
+        git(&self.dir, &["checkout", "-q", branch]);
+        for (name, text) in files {
+            let p = self.dir.join(name);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, format!("{text}\n")).unwrap();
+        }
+        git(&self.dir, &["add", "-A"]);
+        git(&self.dir, &["commit", "-q", "-m", msg]);
+        let head = git(&self.dir, &["rev-parse", "HEAD"]);
+        git(&self.dir, &["checkout", "-q", "main"]);
+        head
+    }
+
+    pub fn url(&self) -> String {
+        self.dir.to_string_lossy().into_owned()
+    }
+}
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// `n` consecutive free ports, below the ephemeral range, never handed out twice by this process.
+pub fn free_ports(n: u16) -> u16 {
+    if NEXT_PORT.load(Ordering::SeqCst) == 0 {
+        let start = 20000 + (std::process::id() % 400) as u16 * 20;
+        let _ = NEXT_PORT.compare_exchange(0, start, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    loop {
+        let base = NEXT_PORT.fetch_add(n, Ordering::SeqCst);
+        if (0..n).all(|i| TcpListener::bind((Ipv4Addr::UNSPECIFIED, base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+/// Ports for one environment: listen, two production ports, and room for alternates.
+pub struct Ports {
+    pub listen: u16,
+    pub prod: [u16; 2],
+    pub alt_base: u16,
+}
+
+/// Writes repo.conf, alternates.conf and an approuter.toml on free ports.
+pub fn configure(root: &Root, repo: &str, alternates: &[&str], health_timeout: u64) -> Ports {
+    let base = free_ports(10);
+    let ports = Ports {
+        listen: base,
+        prod: [base + 1, base + 2],
+        alt_base: base + 3,
+    };
+    root.write_etc("repo.conf", &format!("{repo}\n"));
+    root.write_etc(
+        "alternates.conf",
+        &alternates
+            .iter()
+            .map(|a| format!("{a}\n"))
+            .collect::<String>(),
+    );
+    root.write_etc(
+        "approuter.toml",
+        &format!(
+            "listen_port = {}\nprod_ports = [{}, {}]\nalternate_base_port = {}\nhealth_timeout_secs = {health_timeout}\nstop_grace_secs = 3\nworker_shutdown_timeout_secs = 5\n",
+            ports.listen, ports.prod[0], ports.prod[1], ports.alt_base
+        ),
+    );
+    ports
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Resp>> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(Some(Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }))
+}
+
+/// A keep-alive client. Like browsers and curl, it sends a request again on a fresh connection
+/// when a reused one is closed before any byte of the answer arrives (RFC 9112 9.3.1): that is
+/// how nginx ends idle connections of old workers after a reload.
+pub struct Client {
+    port: u16,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+impl Client {
+    pub fn new(port: u16) -> Client {
+        Client { port, conn: None }
+    }
+
+    fn try_get(&mut self, path: &str, cookie: Option<&str>) -> std::io::Result<Option<Resp>> {
+        if self.conn.is_none() {
+            let s = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            self.conn = Some(BufReader::new(s));
+        }
+        let conn = self.conn.as_mut().unwrap();
+        let cookie = cookie
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        conn.get_mut().write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{cookie}\r\n").as_bytes(),
+        )?;
+        let resp = read_response(conn)?;
+        if resp
+            .as_ref()
+            .and_then(|r| r.header("connection"))
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"))
+        {
+            self.conn = None;
+        }
+        Ok(resp)
+    }
+
+    pub fn get(&mut self, path: &str, cookie: Option<&str>) -> Result<Resp, String> {
+        let reused = self.conn.is_some();
+        match self.try_get(path, cookie) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) | Err(_) if reused => {
+                self.conn = None;
+                match self.try_get(path, cookie) {
+                    Ok(Some(r)) => Ok(r),
+                    Ok(None) => Err("connection closed before an answer".into()),
+                    Err(e) => {
+                        self.conn = None;
+                        Err(e.to_string())
+                    }
+                }
+            }
+            Ok(None) => {
+                self.conn = None;
+                Err("connection closed before an answer".into())
+            }
+            Err(e) => {
+                self.conn = None;
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+/// One request on a fresh connection.
+pub fn get(port: u16, path: &str, cookie: Option<&str>) -> Result<Resp, String> {
+    Client::new(port).get(path, cookie)
+}
+
+/// Runs requests in a loop on `threads` keep-alive clients until stopped; counts failures.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<(u64, Vec<String>, std::collections::BTreeSet<String>)>>,
+}
+
+pub struct LoadResult {
+    pub ok: u64,
+    pub failures: Vec<String>,
+    pub served_by: std::collections::BTreeSet<String>,
+}
+
+impl Load {
+    pub fn start(port: u16, threads: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut c = Client::new(port);
+                    let (mut ok, mut failures, mut seen) =
+                        (0, Vec::new(), std::collections::BTreeSet::new());
+                    while !stop.load(Ordering::Relaxed) {
+                        match c.get("/", None) {
+                            Ok(r) if r.status == 200 => {
+                                ok += 1;
+                                if let Some(s) = r.header("x-served-by") {
+                                    seen.insert(s.to_string());
+                                }
+                            }
+                            Ok(r) => failures.push(format!("status {}", r.status)),
+                            Err(e) => failures.push(e),
+                        }
+                    }
+                    (ok, failures, seen)
+                })
+            })
+            .collect();
+        Load { stop, handles }
+    }
+
+    pub fn finish(mut self) -> LoadResult {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut res = LoadResult {
+            ok: 0,
+            failures: Vec::new(),
+            served_by: Default::default(),
+        };
+        for h in std::mem::take(&mut self.handles) {
+            let (ok, f, s) = h.join().unwrap();
+            res.ok += ok;
+            res.failures.extend(f);
+            res.served_by.extend(s);
+        }
+        res
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
