@@ -4,10 +4,12 @@ mod config;
 mod fsx;
 mod generate;
 mod layout;
+mod logs;
 mod nginx;
 mod plan;
 mod render;
 mod state;
+mod svlogd;
 mod tai64;
 
 use anyhow::{bail, Context, Result};
@@ -49,6 +51,10 @@ enum Cmd {
     },
     /// Write service directories, nginx configuration and crontab under managed/var from the configuration
     Generate,
+    /// Append stdin to svlogd-style log directories, as runit's svlogd does (every log/run uses it)
+    Svlogd(svlogd::Args),
+    /// Print the last lines of services' logs; -f follows them
+    Logs(logs::Args),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +93,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Svlogd(args) => svlogd::main(args),
+        Cmd::Logs(args) => logs::main(&layout, args),
     }
 }
 
