@@ -61,7 +61,10 @@ pub fn main(layout: &Layout, args: Args) -> Result<ExitCode> {
         mask.add(Signal::SIGINT);
         mask.add(Signal::SIGTERM);
         mask.thread_block().context("cannot block signals")?;
-        Some(SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).context("cannot create a signalfd")?)
+        Some(
+            SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
+                .context("cannot create a signalfd")?,
+        )
     } else {
         None
     };
@@ -102,9 +105,7 @@ pub fn main(layout: &Layout, args: Args) -> Result<ExitCode> {
     })();
     match printed {
         // A reader such as `head` that has seen enough is not an error.
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            Err(e).context("cannot print the logs")
-        }
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("cannot print the logs"),
         _ => Ok(ExitCode::SUCCESS),
     }
 }

@@ -176,30 +176,111 @@ mod tests {
         let cases: &[(&str, Config, usize)] = &[
             ("", d.clone(), 0),
             ("# comment\n\n", d.clone(), 0),
-            ("s4096\nn3\n", Config { size: 4096, keep: 3, ..d.clone() }, 0),
-            ("s100k", Config { size: 102_400, ..d.clone() }, 0),
-            ("s2m", Config { size: 2 << 20, ..d.clone() }, 0),
-            ("s0", Config { size: 0, ..d.clone() }, 0),
-            ("N2\nn20", Config { keep: 20, keep_min: 2, ..d.clone() }, 0),
-            ("t2", Config { age: Some(Duration::from_secs(2)), ..d.clone() }, 0),
-            ("t5m", Config { age: Some(Duration::from_secs(300)), ..d.clone() }, 0),
-            ("t1h", Config { age: Some(Duration::from_secs(3600)), ..d.clone() }, 0),
+            (
+                "s4096\nn3\n",
+                Config {
+                    size: 4096,
+                    keep: 3,
+                    ..d.clone()
+                },
+                0,
+            ),
+            (
+                "s100k",
+                Config {
+                    size: 102_400,
+                    ..d.clone()
+                },
+                0,
+            ),
+            (
+                "s2m",
+                Config {
+                    size: 2 << 20,
+                    ..d.clone()
+                },
+                0,
+            ),
+            (
+                "s0",
+                Config {
+                    size: 0,
+                    ..d.clone()
+                },
+                0,
+            ),
+            (
+                "N2\nn20",
+                Config {
+                    keep: 20,
+                    keep_min: 2,
+                    ..d.clone()
+                },
+                0,
+            ),
+            (
+                "t2",
+                Config {
+                    age: Some(Duration::from_secs(2)),
+                    ..d.clone()
+                },
+                0,
+            ),
+            (
+                "t5m",
+                Config {
+                    age: Some(Duration::from_secs(300)),
+                    ..d.clone()
+                },
+                0,
+            ),
+            (
+                "t1h",
+                Config {
+                    age: Some(Duration::from_secs(3600)),
+                    ..d.clone()
+                },
+                0,
+            ),
             ("t0", d.clone(), 0),
-            ("pINFO: ", Config { prefix: b"INFO: ".to_vec(), ..d.clone() }, 0),
+            (
+                "pINFO: ",
+                Config {
+                    prefix: b"INFO: ".to_vec(),
+                    ..d.clone()
+                },
+                0,
+            ),
             (
                 "-*debug*\n+*debug keep*\ne*error*",
                 Config {
                     rules: vec![
-                        Rule { action: b'-', pattern: b"*debug*".to_vec() },
-                        Rule { action: b'+', pattern: b"*debug keep*".to_vec() },
-                        Rule { action: b'e', pattern: b"*error*".to_vec() },
+                        Rule {
+                            action: b'-',
+                            pattern: b"*debug*".to_vec(),
+                        },
+                        Rule {
+                            action: b'+',
+                            pattern: b"*debug keep*".to_vec(),
+                        },
+                        Rule {
+                            action: b'e',
+                            pattern: b"*error*".to_vec(),
+                        },
                     ],
                     ..d.clone()
                 },
                 0,
             ),
             // Unreadable or unsupported lines keep the previous value and say why.
-            ("s4096\nsfoo", Config { size: 4096, ..d.clone() }, 1),
+            (
+                "s4096\nsfoo",
+                Config {
+                    size: 4096,
+                    ..d.clone()
+                },
+                1,
+            ),
             ("s 10", d.clone(), 1),
             ("s10x", d.clone(), 1),
             ("t5d", d.clone(), 1),

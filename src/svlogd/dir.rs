@@ -367,7 +367,10 @@ impl LogDir {
                 fs::rename(&cur, self.path.join(&name))
                     .map_err(|e| Failure::new(format_args!("rename it to {name}"), &cur, e))?;
                 // Like svlogd, old files are only trimmed at the next rotation.
-                info(self.verbose, format_args!("unclean: {} {name}", cur.display()));
+                info(
+                    self.verbose,
+                    format_args!("unclean: {} {name}", cur.display()),
+                );
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -381,7 +384,10 @@ impl LogDir {
             .map_err(|e| Failure::new("open", &cur, e))?;
         f.set_permissions(Permissions::from_mode(files::MODE_WRITING))
             .map_err(|e| Failure::new("chmod", &cur, e))?;
-        self.size = f.metadata().map_err(|e| Failure::new("stat", &cur, e))?.len();
+        self.size = f
+            .metadata()
+            .map_err(|e| Failure::new("stat", &cur, e))?
+            .len();
         let how = if self.size > 0 { "append" } else { "new" };
         info(self.verbose, format_args!("{how}: {}", cur.display()));
         self.current = Some(f);
@@ -459,7 +465,10 @@ impl LogDir {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => {
-                warn(format_args!("{}: cannot read: {e}; using defaults", p.display()));
+                warn(format_args!(
+                    "{}: cannot read: {e}; using defaults",
+                    p.display()
+                ));
                 Vec::new()
             }
         };
@@ -494,7 +503,10 @@ impl LogDir {
                 .and_then(|()| f.set_permissions(Permissions::from_mode(files::MODE_CLOSED)));
             if let Err(e) = closed {
                 let cur = self.path.join(files::CURRENT);
-                warn(format_args!("{}: cannot fsync and chmod: {e}", cur.display()));
+                warn(format_args!(
+                    "{}: cannot fsync and chmod: {e}",
+                    cur.display()
+                ));
             }
         }
         self.lock = None;
@@ -523,7 +535,10 @@ impl LogDir {
                 q.lost_bytes, q.lost_lines
             )
         };
-        warn(format_args!("{}: writing again; {lost}", self.path.display()));
+        warn(format_args!(
+            "{}: writing again; {lost}",
+            self.path.display()
+        ));
         q.lost_bytes = 0;
         q.lost_lines = 0;
         q.buf.shrink_to(WRITE_EARLY);

@@ -123,7 +123,9 @@ pub fn next_step(size: u64, max: u64, len: u64, pending: &[u8]) -> Step {
         return Step::Rotate;
     }
     let room = max - size;
-    let limit = pending.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+    let limit = pending
+        .len()
+        .min(usize::try_from(room).unwrap_or(usize::MAX));
     if max > len {
         // A line ending at index i leaves size + i + 1 bytes in current.
         let from = usize::try_from((max - len).saturating_sub(size + 1)).unwrap_or(usize::MAX);

@@ -111,7 +111,9 @@ pub fn main(args: Args) -> Result<ExitCode> {
 fn replacement(with: Option<char>, also: Option<&str>) -> Result<Option<(u8, Box<[bool; 256]>)>> {
     let with = match (with, also) {
         (None, None) => return Ok(None),
-        (Some(c), _) if !c.is_ascii() => bail!("-r {c}: the replacement must be one ASCII character"),
+        (Some(c), _) if !c.is_ascii() => {
+            bail!("-r {c}: the replacement must be one ASCII character")
+        }
         (Some(c), _) => c as u8,
         (None, Some(_)) => b'_',
     };
@@ -198,7 +200,13 @@ impl Logger {
             while let Ok(Some(sig)) = signals.read_signal() {
                 match Signal::try_from(sig.ssi_signo as i32) {
                     Ok(Signal::SIGHUP) => self.dirs.iter_mut().for_each(|d| d.reload(now)),
-                    Ok(Signal::SIGALRM) => self.dirs.iter_mut().for_each(LogDir::ask_rotation),
+                    Ok(Signal::SIGALRM) => {
+                        // Now, so that lines read after the signal start the new current.
+                        for d in &mut self.dirs {
+                            d.ask_rotation();
+                            d.tick(now);
+                        }
+                    }
                     Ok(Signal::SIGTERM) => {
                         // A second TERM while draining: stop retrying.
                         give_up = stopped.is_some();

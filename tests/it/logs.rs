@@ -1,0 +1,1 @@
+//! `approuter logs`: tails and follows real logs written by `approuter svlogd`.
