@@ -71,16 +71,13 @@ pub fn main(layout: &Layout, args: Args) -> Result<ExitCode> {
     let width = names.iter().map(String::len).max().unwrap_or(0);
     let mut logs: Vec<Log> = names
         .iter()
-        .map(|name| Log {
-            prefix: if names.len() > 1 {
+        .map(|name| {
+            let prefix = if names.len() > 1 {
                 format!("{name:<width$} | ").into_bytes()
             } else {
                 Vec::new()
-            },
-            dir: layout.log_dir(name),
-            file: None,
-            offset: 0,
-            partial: Vec::new(),
+            };
+            Log::new(prefix, layout.log_dir(name))
         })
         .collect();
     let mut out = io::BufWriter::new(io::stdout().lock());
@@ -110,64 +107,87 @@ pub fn main(layout: &Layout, args: Args) -> Result<ExitCode> {
     }
 }
 
-/// One service's log as `logs` reads it: the `current` it follows and how far it has read.
+/// One service's log as `logs` reads it: the file it is reading and how far, and the newest
+/// rotated file already accounted for.
 struct Log {
     prefix: Vec<u8>,
     dir: PathBuf,
     file: Option<File>,
     offset: u64,
-    /// A line whose newline has not been written yet.
+    /// A line whose newline has not been read yet (it may continue in the next file).
     partial: Vec<u8>,
+    /// Rotated files up to this name have been shown, or predate what was shown.
+    after: Option<String>,
+}
+
+/// Identifies a file across renames.
+fn identity(f: &File) -> io::Result<(u64, u64)> {
+    let m = f.metadata()?;
+    Ok((m.dev(), m.ino()))
 }
 
 impl Log {
+    fn new(prefix: Vec<u8>, dir: PathBuf) -> Log {
+        Log {
+            prefix,
+            dir,
+            file: None,
+            offset: 0,
+            partial: Vec::new(),
+            after: None,
+        }
+    }
+
+    fn rotated(&self) -> io::Result<Vec<String>> {
+        match svlogd::rotated_names(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            r => r.map_err(|e| with_path(e, &self.dir)),
+        }
+    }
+
     /// Prints the last `n` complete lines of the log, reaching back into rotated files when
-    /// `current` has fewer, and remembers where `current` ended for following.
+    /// `current` has fewer, and remembers where it stopped for following.
     fn print_tail(&mut self, n: usize, out: &mut impl Write) -> io::Result<()> {
-        let files = match svlogd::log_files(&self.dir) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(with_path(e, &self.dir)),
-        };
+        // current first: a rotation after this shows up among the rotated files, by identity.
         let current = svlogd::current_file(&self.dir);
-        // Read through the descriptor -f goes on with, so nothing falls between the two.
         self.file = File::open(&current).ok();
-        let current_len = match &self.file {
-            Some(f) => f.metadata()?.len(),
-            None => 0,
-        };
-        self.offset = current_len;
+        let ours = self.file.as_ref().map(identity).transpose()?;
+        let names = self.rotated()?;
+        self.after = names.last().cloned();
+        let mut newest_first: Vec<(File, u64)> = Vec::new();
+        if let Some(f) = &self.file {
+            self.offset = f.metadata()?.len();
+            newest_first.push((f.try_clone()?, self.offset));
+        }
+        let mut older = names.iter().rev();
         let mut blocks: Vec<Vec<u8>> = Vec::new();
         let mut newlines = 0;
-        'files: for path in files.iter().rev() {
-            let (file, mut end) = if *path == current {
-                match &self.file {
-                    Some(f) => (f.try_clone()?, current_len),
-                    None => continue,
-                }
-            } else {
-                match File::open(path) {
-                    Ok(f) => {
-                        let len = f.metadata()?.len();
-                        (f, len)
+        // One newline more than n marks where the first of the n lines starts.
+        while newlines <= n {
+            let (file, mut end) = match newest_first.pop() {
+                Some(next) => next,
+                None => {
+                    let Some(name) = older.next() else { break };
+                    let path = self.dir.join(name);
+                    match File::open(&path) {
+                        Ok(f) if Some(identity(&f)?) != ours => {
+                            let len = f.metadata()?.len();
+                            (f, len)
+                        }
+                        Ok(_) => continue,
+                        // Deleted by a rotation since it was listed.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(with_path(e, &path)),
                     }
-                    // Deleted by a rotation since it was listed.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(with_path(e, path)),
                 }
             };
-            while end > 0 {
+            while end > 0 && newlines <= n {
                 let start = end.saturating_sub(64 * 1024);
                 let mut block = vec![0; (end - start) as usize];
-                file.read_exact_at(&mut block, start)
-                    .map_err(|e| with_path(e, path))?;
+                file.read_exact_at(&mut block, start)?;
                 newlines += memchr::memchr_iter(b'\n', &block).count();
                 blocks.push(block);
                 end = start;
-                // One newline more than n marks where the first of the n lines starts.
-                if newlines > n {
-                    break 'files;
-                }
             }
         }
         let stream: Vec<u8> = blocks.into_iter().rev().flatten().collect();
@@ -181,32 +201,60 @@ impl Log {
         Ok(())
     }
 
-    /// Prints the lines completed since the last call. When `current` has been replaced by a
-    /// rotation, the rest of the old one is read first (svlogd closes it before the rename),
-    /// and a `current` that shrank was truncated by someone and is read from its start.
+    /// Prints the lines completed since the last call, going through any files rotated
+    /// meanwhile, in order. A `current` that shrank was truncated by someone: read it again
+    /// from the start.
     fn print_new(&mut self, out: &mut impl Write) -> io::Result<()> {
         self.read_on(out)?;
-        let current = svlogd::current_file(&self.dir);
-        let Ok(now) = std::fs::metadata(&current) else {
+        let Ok(now) = std::fs::metadata(svlogd::current_file(&self.dir)) else {
+            // Between a rotation's rename and the new current, or no directory yet.
             return Ok(());
         };
-        let same = match &self.file {
-            Some(f) => f
-                .metadata()
-                .is_ok_and(|m| m.ino() == now.ino() && m.dev() == now.dev()),
-            None => false,
-        };
-        if !same {
-            self.read_on(out)?;
-            self.file = File::open(&current).ok();
-            self.offset = 0;
-            self.read_on(out)?;
-        } else if now.len() < self.offset {
-            self.offset = 0;
-            self.partial.clear();
-            self.read_on(out)?;
+        match &self.file {
+            Some(f) if identity(f)? == (now.dev(), now.ino()) => {
+                if now.len() < self.offset {
+                    self.offset = 0;
+                    self.partial.clear();
+                    self.read_on(out)?;
+                }
+                Ok(())
+            }
+            _ => self.catch_up(out),
         }
-        Ok(())
+    }
+
+    /// The file being read is no longer `current`: finish it, show the files rotated after
+    /// it, then start on the new `current`, checking that it was not itself rotated meanwhile.
+    fn catch_up(&mut self, out: &mut impl Write) -> io::Result<()> {
+        // svlogd closes current before renaming it, so this reads all of it.
+        self.read_on(out)?;
+        let done = self.file.take().as_ref().map(identity).transpose()?;
+        let newer = |log: &Log| -> io::Result<Vec<String>> {
+            let mut names = log.rotated()?;
+            names.retain(|n| log.after.as_ref().map_or(true, |a| n > a));
+            Ok(names)
+        };
+        loop {
+            for name in newer(self)? {
+                if let Ok(f) = File::open(self.dir.join(&name)) {
+                    if Some(identity(&f)?) != done {
+                        self.file = Some(f);
+                        self.offset = 0;
+                        self.read_on(out)?;
+                    }
+                }
+                self.after = Some(name);
+            }
+            let Ok(f) = File::open(svlogd::current_file(&self.dir)) else {
+                self.file = None;
+                return Ok(());
+            };
+            if newer(self)?.is_empty() {
+                self.file = Some(f);
+                self.offset = 0;
+                return self.read_on(out);
+            }
+        }
     }
 
     fn read_on(&mut self, out: &mut impl Write) -> io::Result<()> {

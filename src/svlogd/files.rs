@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::tai64::Tai64N;
 
@@ -40,22 +40,17 @@ fn old_file_kind(name: &str) -> Option<char> {
     }
 }
 
-/// The log of `dir` in order, as one stream: rotated files oldest first, then `current` if it
-/// exists. A rotated file may end in the middle of a line that `current` (or the next rotated
-/// file) continues, because svlogd splits the write that reaches the size limit.
-pub fn log_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// The rotated files of `dir`, oldest first. Together with `current` they are one stream: a
+/// rotated file may end in the middle of a line that the next file continues, because svlogd
+/// splits the write that reaches the size limit.
+pub fn rotated_names(dir: &Path) -> io::Result<Vec<String>> {
     let mut names: Vec<String> = names_in(dir)?
         .into_iter()
         .filter(|n| is_rotated(n))
         .collect();
     // Labels are fixed-width hex of the rotation time, so name order is time order.
     names.sort();
-    let mut files: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-    let current = dir.join(CURRENT);
-    if current.exists() {
-        files.push(current);
-    }
-    Ok(files)
+    Ok(names)
 }
 
 pub fn names_in(dir: &Path) -> io::Result<Vec<String>> {

@@ -22,7 +22,7 @@ use crate::tai64::Tai64N;
 use dir::LogDir;
 use stamp::Stamper;
 
-pub use files::log_files;
+pub use files::rotated_names;
 
 /// The file a logger is appending to in a log directory.
 pub fn current_file(dir: &Path) -> PathBuf {
