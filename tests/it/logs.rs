@@ -212,7 +212,7 @@ fn follow_goes_across_rotations_until_interrupted() {
     follow.wait_for("worker | ");
     let text = follow.stop(Signal::SIGINT);
     assert_eq!(
-        payloads(&text.lines().next().unwrap(), "web    | "),
+        payloads(text.lines().next().unwrap(), "web    | "),
         ["web new 399"]
     );
 }
