@@ -386,6 +386,13 @@ impl Logger {
         wait_until(DEADLINE, what, || cond(&self.current()));
     }
 
+    /// Waits until `current` ends with the last line of `input`.
+    fn wait_for_last_line_of(&self, input: &[u8]) {
+        let text = String::from_utf8_lossy(input);
+        let last = format!("{}\n", text.lines().last().unwrap());
+        self.wait_for_current("the newest line", |c| c.ends_with(&last));
+    }
+
     /// Ends input and checks the logger exits 0 with `current` closed cleanly.
     fn finish(mut self) -> Logger {
         self.proc.close_stdin();
@@ -574,9 +581,7 @@ fn an_unusable_directory_never_blocks_the_service() {
         log.proc.stderr().contains("retrying every second")
     });
     fs::remove_file(&log.dir).unwrap();
-    let last = input.split(|&b| b == b'\n').rev().nth(1).unwrap().to_vec();
-    let last = String::from_utf8(last).unwrap();
-    log.wait_for_current("the newest line", |c| c.ends_with(&format!("{last}\n")));
+    log.wait_for_last_line_of(&input);
     let log = log.finish();
     let err = log.proc.stderr();
     assert_eq!(
@@ -713,6 +718,15 @@ impl Tmpfs {
         }
         ok.then(|| Tmpfs(at.to_path_buf()))
     }
+
+    /// A temp dir, a tmpfs of `size` in it, and an empty log directory on that.
+    fn with_log_dir(size: &str) -> Option<(tempfile::TempDir, Tmpfs, PathBuf)> {
+        let tmp = tempfile::tempdir().unwrap();
+        let mnt = Tmpfs::mount(&tmp.path().join("mnt"), size)?;
+        let dir = mnt.0.join("log");
+        fs::create_dir(&dir).unwrap();
+        Some((tmp, mnt, dir))
+    }
 }
 
 impl Drop for Tmpfs {
@@ -740,12 +754,9 @@ fn fill(dir: &Path) -> PathBuf {
 
 #[test]
 fn full_disk_holds_the_newest_lines_and_recovers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(mnt) = Tmpfs::mount(&tmp.path().join("mnt"), "16m") else {
+    let Some((_tmp, mnt, dir)) = Tmpfs::with_log_dir("16m") else {
         return;
     };
-    let dir = mnt.0.join("log");
-    fs::create_dir(&dir).unwrap();
     fs::write(dir.join("config"), "s0\n").unwrap();
     let filler = fill(&mnt.0);
     let mut log = Logger::start_in(tempfile::tempdir().unwrap(), dir, &["-tt"], "");
@@ -756,9 +767,7 @@ fn full_disk_holds_the_newest_lines_and_recovers() {
         log.proc.stderr().contains("No space left on device")
     });
     fs::remove_file(filler).unwrap();
-    let input = String::from_utf8(input).unwrap();
-    let last = input.lines().last().unwrap().to_string();
-    log.wait_for_current("the newest line", |c| c.ends_with(&format!("{last}\n")));
+    log.wait_for_last_line_of(&input);
     let log = log.finish();
     let err = log.proc.stderr();
     assert_eq!(err.matches("retrying every second").count(), 1, "{err}");
@@ -771,12 +780,9 @@ fn full_disk_holds_the_newest_lines_and_recovers() {
 
 #[test]
 fn full_disk_deletes_old_files_down_to_n_min() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(mnt) = Tmpfs::mount(&tmp.path().join("mnt"), "256k") else {
+    let Some((_tmp, _mnt, dir)) = Tmpfs::with_log_dir("256k") else {
         return;
     };
-    let dir = mnt.0.join("log");
-    fs::create_dir(&dir).unwrap();
     let mut log = Logger::start_in(
         tempfile::tempdir().unwrap(),
         dir,
@@ -785,9 +791,7 @@ fn full_disk_deletes_old_files_down_to_n_min() {
     );
     let input = numbered_lines(20_000, 100, 13);
     log.proc.write_all_within(input.clone(), DEADLINE);
-    let input = String::from_utf8(input).unwrap();
-    let last = input.lines().last().unwrap().to_string();
-    log.wait_for_current("the newest line", |c| c.ends_with(&format!("{last}\n")));
+    log.wait_for_last_line_of(&input);
     let log = log.finish();
     let err = log.proc.stderr();
     assert!(
