@@ -219,9 +219,11 @@ impl LogDir {
         self.rotate_asked = true;
     }
 
-    /// When the directory next needs a tick without new input: a retry or a `t` rotation.
+    /// When the directory next needs a tick without new input: the retry while failing (a
+    /// rotation that fell due meanwhile waits for it, rather than waking the loop for nothing),
+    /// else the next `t` rotation.
     pub fn deadline(&self) -> Option<Instant> {
-        [self.retry_at, self.rotate_at].into_iter().flatten().min()
+        self.retry_at.or(self.rotate_at)
     }
 
     pub fn unwritten(&self) -> usize {

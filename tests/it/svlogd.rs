@@ -33,10 +33,12 @@ fn numbered_lines(count: usize, max_len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// The log files of `dir` in order (rotated by name, then current), as one stream.
+/// The log files of `dir` in order (rotated by name, then current), as one stream; empty if
+/// there is no such directory (yet).
 fn stream(dir: &Path) -> Vec<u8> {
     let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
+        .into_iter()
+        .flatten()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with('@'))
         .collect();
@@ -601,6 +603,45 @@ fn an_unusable_directory_never_blocks_the_service() {
         kept_payload[..],
         input_lines[input_lines.len() - kept_payload.len()..]
     );
+}
+
+#[test]
+fn a_failing_directory_does_not_keep_the_cpu_busy() {
+    // t1: a rotation falls due every second while the retries wait.
+    let mut log = Logger::start(&["-tt"], "t1\n");
+    log.proc.write(b"first\n");
+    log.wait_for_current("the first line", |c| c.contains("first"));
+    fs::remove_dir_all(&log.dir).unwrap();
+    fs::write(&log.dir, "not a directory").unwrap();
+    log.proc.write(b"second\n");
+    wait_until(DEADLINE, "a warning", || {
+        log.proc.stderr().contains("retrying every second")
+    });
+    // Each sleep in poll is a voluntary context switch: about one a second when idle, a
+    // thousand a second if the loop woke for a deadline it then ignores.
+    let wakeups = || -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", log.proc.child.id())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("voluntary_ctxt_switches:"));
+        line.unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (since, before) = (std::time::Instant::now(), wakeups());
+    wait_until(DEADLINE, "3 seconds of failing", || {
+        since.elapsed() > Duration::from_secs(3)
+    });
+    let woke = wakeups() - before;
+    assert!(woke < 50, "woke {woke} times in 3 s while failing");
+    fs::remove_file(&log.dir).unwrap();
+    // Written after recovery, then rotated by t1.
+    wait_until(DEADLINE, "the second line", || {
+        String::from_utf8_lossy(&stream(&log.dir)).contains(" second\n")
+    });
 }
 
 /// How many lines the logger's recovery warning says were lost.
