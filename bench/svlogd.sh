@@ -11,7 +11,7 @@ long=${LONG:-20000}
 long_size=${LONG_SIZE:-8192}
 
 command -v svlogd >/dev/null || { echo "bench/svlogd.sh: runit's svlogd is missing; run .ci/install-packages" >&2; exit 1; }
-[ -x /usr/bin/time ] || { echo "bench/svlogd.sh: /usr/bin/time is missing; apt-get install time" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "bench/svlogd.sh: /usr/bin/time is missing; install it: apt-get install time" >&2; exit 1; }
 cargo build --release --quiet 2>/dev/null || cargo build --release
 exe=${CARGO_TARGET_DIR:-target}/release/approuter
 
@@ -38,7 +38,7 @@ run() {
         end=$(date +%s.%N)
         # Sanity: the last line arrived whole.
         tail -n 1 "$work/log/current" | grep -qF -- "$last" || { echo "bench/svlogd.sh: $* lost the last line" >&2; exit 1; }
-        rates+=("$(echo "$lines / ($end - $start)" | bc -l)")
+        rates+=("$(awk -v n="$lines" -v a="$start" -v b="$end" 'BEGIN { print n / (b - a) }')")
         kib=$(tail -n 1 "$work/rss")
         [ "$kib" -gt "$rss" ] && rss=$kib
     done
