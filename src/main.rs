@@ -7,6 +7,7 @@ mod generate;
 mod git;
 mod health;
 mod layout;
+mod logs;
 mod nginx;
 mod panel;
 mod plan;
@@ -14,6 +15,7 @@ mod ports;
 mod render;
 mod state;
 mod supervise;
+mod svlogd;
 mod system;
 mod tai64;
 
@@ -103,6 +105,10 @@ enum Cmd {
     Check,
     /// Create a demo application repository (branches main and beta), configure it and start it
     Demo,
+    /// Append stdin to svlogd-style log directories, as runit's svlogd does (every log/run uses it)
+    Svlogd(svlogd::Args),
+    /// Print the last lines of services' logs; -f follows them
+    Logs(logs::Args),
 }
 
 fn main() -> ExitCode {
@@ -211,6 +217,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Svlogd(args) => svlogd::main(args),
+        Cmd::Logs(args) => logs::main(&layout, args),
     }
 }
 

@@ -2,6 +2,8 @@
 
 mod app;
 mod generate;
+mod logs;
 mod start;
 mod supervise;
+mod svlogd;
 mod util;

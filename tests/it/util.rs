@@ -120,6 +120,18 @@ pub fn wait_until(secs: f64, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Polls `cond` every 20 ms until it holds; panics naming `what` once `timeout` has passed.
+pub fn wait_for(timeout: std::time::Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Pids of the processes whose working directory lies under `dir`: everything a test started
 /// there (supervisors, services, loggers, nginx) runs from inside its temp root.
 pub fn processes_under(dir: &Path) -> Vec<i32> {
@@ -239,4 +251,92 @@ pub fn write_exec(path: &Path, text: &str) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, text).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A child process that is killed and reaped when dropped, so that a failing test leaves
+/// nothing running. Its stderr goes to a file, read with [`Proc::stderr`].
+pub struct Proc {
+    pub child: std::process::Child,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdin piped and stderr into `stderr_file`.
+    pub fn spawn(cmd: &mut std::process::Command, stderr_file: &Path) -> Proc {
+        Proc::spawn_with_stdin(cmd, std::process::Stdio::piped(), stderr_file)
+    }
+
+    pub fn spawn_with_stdin(
+        cmd: &mut std::process::Command,
+        stdin: std::process::Stdio,
+        stderr_file: &Path,
+    ) -> Proc {
+        let err = fs::File::create(stderr_file).unwrap();
+        let child = cmd
+            .stdin(stdin)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Proc {
+            child,
+            stderr: stderr_file.to_path_buf(),
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Writes `bytes` to stdin from another thread, and fails the test if that has not
+    /// finished by `timeout`: a reader that stopped reading must not hang the test.
+    pub fn write_all_within(&mut self, bytes: Vec<u8>, timeout: std::time::Duration) {
+        use std::io::Write;
+        let mut stdin = self.child.stdin.take().expect("stdin still open");
+        let writer = std::thread::spawn(move || {
+            let r = stdin.write_all(&bytes);
+            (stdin, r)
+        });
+        wait_for(timeout, "the input to be taken in", || writer.is_finished());
+        let (stdin, r) = writer.join().unwrap();
+        r.unwrap();
+        self.child.stdin = Some(stdin);
+    }
+
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).unwrap();
+    }
+
+    /// Waits (polling, with a deadline) for the process to exit by itself.
+    pub fn wait(&mut self, timeout: std::time::Duration) -> std::process::ExitStatus {
+        let mut status = None;
+        wait_for(timeout, "the process to exit", || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Path of the approuter binary under test, for processes that need piped stdin.
+pub fn approuter_exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_approuter"))
 }

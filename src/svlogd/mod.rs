@@ -1,0 +1,333 @@
+//! `approuter svlogd`: a logger that appends its input line by line to `current` in log directories, on disk exactly as runit's svlogd.
+
+mod config;
+mod dir;
+mod files;
+mod stamp;
+
+use anyhow::{bail, Context, Result};
+use clap::ArgAction;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::fmt;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::tai64::Tai64N;
+use dir::LogDir;
+use stamp::Stamper;
+
+pub use files::rotated_names;
+
+/// The file a logger is appending to in a log directory.
+pub fn current_file(dir: &Path) -> PathBuf {
+    dir.join(files::CURRENT)
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Timestamp lines: -t TAI64N (@4000…, for tai64nlocal), -tt UTC YYYY-MM-DD_HH:MM:SS.xxxxx, -ttt ISO 8601
+    #[arg(short = 't', action = ArgAction::Count)]
+    timestamps: u8,
+    /// Say on stderr what is done to each directory (open, rotate, delete, close)
+    #[arg(short = 'v', action = ArgAction::Count)]
+    verbose: u8,
+    /// Line length: patterns see a line's first LEN bytes, and current is rotated after a line ending within LEN bytes of its size limit (0: 1000)
+    #[arg(short = 'l', value_name = "LEN", default_value_t = 1000)]
+    len: usize,
+    /// Accepted for runit compatibility and ignored: buffers are sized automatically
+    #[arg(short = 'b', value_name = "BUFLEN")]
+    buflen: Option<usize>,
+    /// Replace non-printable characters in lines with C
+    #[arg(short = 'r', value_name = "C")]
+    replace: Option<char>,
+    /// Also replace these characters (with C, or `_` without -r)
+    #[arg(short = 'R', value_name = "XYZ")]
+    replace_also: Option<String>,
+    /// Log directories (they must exist); each gets every line its config selects
+    #[arg(value_name = "DIR", required = true)]
+    dirs: Vec<PathBuf>,
+}
+
+/// Large reads keep the per-line cost low; a pipe rarely holds more than 64 KiB anyway.
+const READ_SIZE: usize = 128 * 1024;
+/// After end of input or SIGTERM, how long to keep retrying a directory that cannot be
+/// written before giving up on what it still holds.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    let replace = replacement(args.replace, args.replace_also.as_deref())?;
+    // Blocked before any directory is opened, so that no signal is lost or fatal meanwhile.
+    // SIGXFSZ too: over a file size limit, write() then fails with EFBIG, which is retried.
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGHUP,
+        Signal::SIGALRM,
+        Signal::SIGTERM,
+        Signal::SIGXFSZ,
+    ] {
+        mask.add(s);
+    }
+    mask.thread_block().context("cannot block signals")?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("cannot create a signalfd")?;
+
+    let len = if args.len == 0 { 1000 } else { args.len };
+    let mut dirs = Vec::new();
+    let mut errors = Vec::new();
+    for path in args.dirs {
+        match LogDir::open(path, len, args.verbose > 0) {
+            Ok(d) => dirs.push(d),
+            Err(e) => errors.push(e),
+        }
+    }
+    if dirs.is_empty() {
+        let last = errors.pop().unwrap_or_default();
+        for e in errors {
+            warn(e);
+        }
+        let _ = writeln!(io::stderr(), "approuter svlogd: fatal: {last}");
+        return Ok(ExitCode::from(111));
+    }
+    for e in errors {
+        warn(format_args!("{e}; logging to the other directories"));
+    }
+    let mut logger = Logger {
+        dirs,
+        stamper: Stamper::new(args.timestamps),
+        len,
+        replace,
+        open_line: None,
+    };
+    Ok(logger.run(&signals))
+}
+
+/// `-r`/`-R` as a table of the bytes to replace, and their replacement.
+fn replacement(with: Option<char>, also: Option<&str>) -> Result<Option<(u8, Box<[bool; 256]>)>> {
+    let with = match (with, also) {
+        (None, None) => return Ok(None),
+        (Some(c), _) if !c.is_ascii() => {
+            bail!("-r {c}: the replacement must be one ASCII character")
+        }
+        (Some(c), _) => c as u8,
+        (None, Some(_)) => b'_',
+    };
+    let mut table = Box::new([false; 256]);
+    for (b, slot) in table.iter_mut().enumerate() {
+        *slot = !(32..=126).contains(&b);
+    }
+    for b in also.unwrap_or_default().bytes() {
+        table[b as usize] = true;
+    }
+    table[b'\n' as usize] = false;
+    Ok(Some((with, table)))
+}
+
+pub(crate) fn warn(msg: impl fmt::Display) {
+    let _ = writeln!(io::stderr(), "approuter svlogd: warning: {msg}");
+}
+
+pub(crate) fn info(verbose: bool, msg: impl fmt::Display) {
+    if verbose {
+        let _ = writeln!(io::stderr(), "approuter svlogd: info: {msg}");
+    }
+}
+
+struct Logger {
+    dirs: Vec<LogDir>,
+    stamper: Stamper,
+    len: usize,
+    replace: Option<(u8, Box<[bool; 256]>)>,
+    /// A line whose newline has not been read yet.
+    open_line: Option<OpenLine>,
+}
+
+struct OpenLine {
+    /// Taken when the line's first byte was read, like every line's.
+    stamp: Vec<u8>,
+    /// Its first bytes, held until `len` of them (enough to match patterns) have arrived.
+    head: Vec<u8>,
+    /// Once the head is out: which directories took the line and get the rest as it comes.
+    taken: Option<Vec<bool>>,
+}
+
+impl Logger {
+    fn run(&mut self, signals: &SignalFd) -> ExitCode {
+        let stdin = io::stdin();
+        let input = stdin.as_fd();
+        let mut buf = vec![0u8; READ_SIZE];
+        let mut reading = true;
+        // Set when input ended or SIGTERM came: the moment draining began.
+        let mut stopped: Option<Instant> = None;
+        let mut give_up = false;
+        loop {
+            let mut wake = self.dirs.iter().filter_map(LogDir::deadline).min();
+            if let Some(s) = stopped {
+                wake = Some(wake.map_or(s + EXIT_GRACE, |w| w.min(s + EXIT_GRACE)));
+            }
+            let timeout = match wake {
+                None => PollTimeout::NONE,
+                Some(t) => {
+                    let ms = t.saturating_duration_since(Instant::now()).as_millis() + 1;
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            if reading {
+                fds.push(PollFd::new(input, PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    warn(format_args!("poll failed: {e}; stopping"));
+                    reading = false;
+                }
+            }
+            let input_ready = fds
+                .get(1)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| !r.is_empty());
+            drop(fds);
+
+            // Signals before input: a signal sent before more input was written is acted on
+            // before that input is read.
+            let now = Instant::now();
+            while let Ok(Some(sig)) = signals.read_signal() {
+                match Signal::try_from(sig.ssi_signo as i32) {
+                    Ok(Signal::SIGHUP) => self.dirs.iter_mut().for_each(|d| d.reload(now)),
+                    Ok(Signal::SIGALRM) => {
+                        // Now, so that lines read after the signal start the new current.
+                        for d in &mut self.dirs {
+                            d.ask_rotation();
+                            d.tick(now);
+                        }
+                    }
+                    Ok(Signal::SIGTERM) => {
+                        // A second TERM while draining: stop retrying.
+                        give_up = stopped.is_some();
+                        reading = false;
+                    }
+                    _ => {}
+                }
+            }
+            if reading && input_ready {
+                match nix::unistd::read(input, &mut buf) {
+                    Ok(0) => reading = false,
+                    Ok(n) => self.feed(&mut buf[..n], Tai64N::now()),
+                    Err(Errno::EINTR | Errno::EAGAIN) => {}
+                    Err(e) => {
+                        warn(format_args!("cannot read standard input: {e}; stopping"));
+                        reading = false;
+                    }
+                }
+            }
+
+            let now = Instant::now();
+            if !reading && stopped.is_none() {
+                // Unlike svlogd, which drops it, an unfinished last line is written, ended.
+                self.continue_line(&[], true);
+                stopped = Some(now);
+            }
+            for d in &mut self.dirs {
+                d.tick(now);
+            }
+            if let Some(s) = stopped {
+                let drained = self.dirs.iter().all(|d| d.unwritten() == 0);
+                if drained || give_up || now >= s + EXIT_GRACE {
+                    return self.close();
+                }
+            }
+        }
+    }
+
+    /// Closes every directory; 0 when everything read was written, 111 (svlogd's failure
+    /// code) when some of it could not be.
+    fn close(&mut self) -> ExitCode {
+        let mut code = ExitCode::SUCCESS;
+        for d in &mut self.dirs {
+            if d.unwritten() > 0 {
+                warn(format_args!(
+                    "{}: giving up: {} bytes of log could not be written",
+                    d.path().display(),
+                    d.unwritten()
+                ));
+                code = ExitCode::from(111);
+            }
+            d.close();
+        }
+        code
+    }
+
+    /// Splits what was read into lines and queues them, with their timestamp, for every
+    /// directory that selects them.
+    fn feed(&mut self, chunk: &mut [u8], now: Tai64N) {
+        if let Some((with, table)) = &self.replace {
+            for b in chunk.iter_mut() {
+                if table[*b as usize] {
+                    *b = *with;
+                }
+            }
+        }
+        let mut rest: &[u8] = chunk;
+        if self.open_line.is_some() {
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    self.continue_line(&rest[..i], true);
+                    rest = &rest[i + 1..];
+                }
+                None => return self.continue_line(rest, false),
+            }
+        }
+        let stamp = self.stamper.stamp(now);
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            for d in &mut self.dirs {
+                d.start_line(stamp, &rest[..i], self.len, true);
+            }
+            rest = &rest[i + 1..];
+        }
+        if !rest.is_empty() {
+            self.open_line = Some(OpenLine {
+                stamp: stamp.to_vec(),
+                head: Vec::new(),
+                taken: None,
+            });
+            self.continue_line(rest, false);
+        }
+    }
+
+    /// Adds `more` to the open line, and ends it if `complete`. Its head goes out once the
+    /// first `len` bytes are known (or the line ends); later bytes follow straight away, so a
+    /// line without newlines never occupies more than `len` bytes here.
+    fn continue_line(&mut self, more: &[u8], complete: bool) {
+        let Some(line) = &mut self.open_line else {
+            return;
+        };
+        let mut more = more;
+        if line.taken.is_none() {
+            let take = more.len().min(self.len.saturating_sub(line.head.len()));
+            line.head.extend_from_slice(&more[..take]);
+            more = &more[take..];
+            if !complete && line.head.len() < self.len {
+                return;
+            }
+            let taken = self
+                .dirs
+                .iter_mut()
+                .map(|d| d.start_line(&line.stamp, &line.head, self.len, false))
+                .collect();
+            line.taken = Some(taken);
+        }
+        let taken = line.taken.as_deref().unwrap_or_default();
+        for (d, _) in self.dirs.iter_mut().zip(taken).filter(|(_, t)| **t) {
+            d.continue_line(more, complete);
+        }
+        if complete {
+            self.open_line = None;
+        }
+    }
+}
