@@ -231,7 +231,7 @@ impl Log {
         let done = self.file.take().as_ref().map(identity).transpose()?;
         let newer = |log: &Log| -> io::Result<Vec<String>> {
             let mut names = log.rotated()?;
-            names.retain(|n| log.after.as_ref().map_or(true, |a| n > a));
+            names.retain(|n| log.after.as_ref().is_none_or(|a| n > a));
             Ok(names)
         };
         loop {

@@ -301,7 +301,7 @@ mod tests {
 
     fn st(pid: u32, paused: bool, want: Want, term: bool, state: State, age: u64) -> Status {
         Status {
-            since: Tai64N::from_system(SystemTime::now() - Duration::from_secs(age)),
+            since: Tai64N::from_system(*NOW - Duration::from_secs(age)),
             pid,
             paused,
             want,
@@ -310,8 +310,12 @@ mod tests {
         }
     }
 
+    // One clock for the whole table, read a little after the statuses were made, as a real
+    // status command reads them.
+    static NOW: std::sync::LazyLock<SystemTime> = std::sync::LazyLock::new(SystemTime::now);
+
     fn line(main: Option<Status>, log: Option<Status>, supervised: bool) -> String {
-        let now = SystemTime::now();
+        let now = *NOW + Duration::from_millis(10);
         let extra = status::Extra::default();
         let r = Report {
             name: "beta".into(),

@@ -253,8 +253,8 @@ pub fn start(layout: &Layout) -> Result<bool> {
         panel::status_cmd(layout, &[], false)?;
         return Ok(true);
     }
-    ensure_checkouts(layout, &config, &plan)?;
     check_ports(layout, &plan)?;
+    ensure_checkouts(layout, &config, &plan)?;
     let (plan, changes) = generate::generate(layout)?;
     for line in changes.summary(&plan) {
         if line != "nothing changed" {

@@ -48,8 +48,11 @@ impl AppRepo {
         for f in ["start", "server.py"] {
             fs::copy(skel.join(f), dir.join(f)).unwrap();
         }
+        fs::write(dir.join("BRANCH"), "main\n").unwrap();
+        fs::write(dir.join("VERSION"), "1\n").unwrap();
+        git(&dir, &["add", "-A"]);
+        git(&dir, &["commit", "-q", "-m", "version 1"]);
         let repo = AppRepo { dir };
-        repo.commit("main", &[("BRANCH", "main"), ("VERSION", "1")], "version 1");
         git(&repo.dir, &["branch", "beta"]);
         repo.commit("beta", &[("BRANCH", "beta"), ("VERSION", "2-beta")], "beta");
         repo

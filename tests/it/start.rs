@@ -257,7 +257,7 @@ fn start_names_the_instance_whose_start_script_fails() {
     app::git(&repo.dir, &["update-index", "--chmod=-x", "start"]);
     app::git(&repo.dir, &["commit", "-q", "-m", "start not executable"]);
     app::git(&repo.dir, &["checkout", "-q", "-b", "nostart"]);
-    app::git(&repo.dir, &["rm", "-q", "start"]);
+    app::git(&repo.dir, &["rm", "-q", "-f", "start"]);
     app::git(&repo.dir, &["commit", "-q", "-m", "no start"]);
     app::git(&repo.dir, &["checkout", "-q", "main"]);
     configure(&root, &repo.url(), &["beta", "nostart"], 4);
