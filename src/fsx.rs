@@ -50,6 +50,16 @@ pub fn is_current(path: &Path, bytes: &[u8], mode: u32) -> bool {
         && fs::read(path).map(|old| old == bytes).unwrap_or(false)
 }
 
+/// Removes a file; one that is not there is fine.
+pub fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("{}: cannot remove", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn ensure_dir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).with_context(|| format!("{}: cannot create directory", path.display()))
 }

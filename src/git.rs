@@ -1,6 +1,6 @@
 //! Every git operation approuter performs, through git2: asking the remote, cloning, fetching, hard resets, and reading what a checkout holds.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use git2::{
     build::{CheckoutBuilder, RepoBuilder},
     Cred, CredentialType, Direction, FetchOptions, Oid, Remote, RemoteCallbacks, Repository,
@@ -224,18 +224,49 @@ pub fn fetch(dest: &Path, url: &str, branch: &str) -> Result<Oid> {
     r.target().context("fetched branch has no commit")
 }
 
-/// `git reset --hard <oid>` and removal of every file the commit does not track, except the
-/// ones the repository ignores.
-pub fn reset_hard(dest: &Path, oid: Oid) -> Result<()> {
+/// Puts a checkout on `branch` at `oid` from `url`: origin set to `url`, the local branch moved
+/// (or made) there and checked out, `git reset --hard`, and every file the commit does not track
+/// removed, except the ones the repository ignores. `oid` must have been fetched.
+pub fn checkout(dest: &Path, url: &str, branch: &str, oid: Oid) -> Result<()> {
     let repo = Repository::open(dest)
         .with_context(|| format!("{}: not a git checkout", dest.display()))?;
-    let obj = repo
-        .find_object(oid, None)
+    if repo
+        .find_remote("origin")
+        .ok()
+        .and_then(|r| r.url().ok().map(str::to_string))
+        .as_deref()
+        != Some(url)
+    {
+        match repo.find_remote("origin") {
+            Ok(_) => repo.remote_set_url("origin", url)?,
+            Err(_) => drop(repo.remote("origin", url)?),
+        }
+    }
+    let commit = repo
+        .find_commit(oid)
         .with_context(|| format!("{}: commit {} is not fetched", dest.display(), short(oid)))?;
+    let refname = format!("refs/heads/{branch}");
+    let on_branch = repo
+        .head()
+        .ok()
+        .and_then(|h| h.name().ok().map(str::to_string))
+        == Some(refname.clone());
     let mut co = CheckoutBuilder::new();
     co.force().remove_untracked(true);
-    repo.reset(&obj, ResetType::Hard, Some(&mut co))
-        .with_context(|| format!("{}: reset to {}", dest.display(), short(oid)))
+    if on_branch {
+        repo.reset(commit.as_object(), ResetType::Hard, Some(&mut co))
+    } else {
+        repo.checkout_tree(commit.as_object(), Some(&mut co))
+            .and_then(|()| repo.branch(branch, &commit, true).map(drop))
+            .and_then(|()| repo.set_head(&refname))
+    }
+    .with_context(|| {
+        format!(
+            "{}: checking out {branch} at {}",
+            dest.display(),
+            short(oid)
+        )
+    })
 }
 
 pub fn short(oid: Oid) -> String {
@@ -243,31 +274,28 @@ pub fn short(oid: Oid) -> String {
     s[..7.min(s.len())].to_string()
 }
 
-/// The first line of a commit's message, for reports.
-pub fn summary(dest: &Path, oid: Oid) -> Option<String> {
-    let repo = Repository::open(dest).ok()?;
-    let c = repo.find_commit(oid).ok()?;
-    c.summary().ok().flatten().map(str::to_string)
-}
-
-/// Checks that an existing checkout is what the plan expects, without touching it.
-pub fn verify(dest: &Path, url: &str, branch: &str) -> Result<Checkout> {
+/// How an existing checkout differs from what the plan expects (`None`: it does not), read
+/// without touching it.
+pub fn mismatch(dest: &Path, url: &str, branch: &str) -> Result<Option<String>> {
     let co = inspect(dest)?;
     if co.origin.as_deref() != Some(url) {
-        bail!(
-            "{}: its origin is {} but repo.conf says {url}; move the checkout away to have it cloned again",
+        return Ok(Some(format!(
+            "{}: its origin is {} but repo.conf says {url}",
             dest.display(),
             co.origin.as_deref().unwrap_or("(none)")
-        );
+        )));
     }
     if co.branch.as_deref() != Some(branch) {
-        bail!(
-            "{}: it is on {} but should be on branch `{branch}`; move the checkout away to have it cloned again",
+        return Ok(Some(format!(
+            "{}: it is on {} but should be on branch `{branch}`",
             dest.display(),
-            co.branch.as_deref().map(|b| format!("branch `{b}`")).unwrap_or_else(|| "a detached HEAD".into())
-        );
+            co.branch
+                .as_deref()
+                .map(|b| format!("branch `{b}`"))
+                .unwrap_or_else(|| "a detached HEAD".into())
+        )));
     }
-    Ok(co)
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ impl Layout {
     pub fn etc_file(&self, name: &str) -> PathBuf {
         self.etc().join(name)
     }
+    pub fn hooks(&self) -> PathBuf {
+        self.etc().join("hooks")
+    }
     pub fn var(&self) -> PathBuf {
         self.managed().join("var")
     }

@@ -6,6 +6,7 @@ mod fsx;
 mod generate;
 mod git;
 mod health;
+mod hooks;
 mod layout;
 mod logs;
 mod nginx;
@@ -16,6 +17,7 @@ mod render;
 mod state;
 mod supervise;
 mod svlogd;
+mod sync;
 mod system;
 mod tai64;
 
@@ -103,6 +105,18 @@ enum Cmd {
     WhichProd,
     /// Check every instance's health path, directly and through nginx
     Check,
+    /// Bring the running environment in line with the repository and the configuration (cron runs it every minute)
+    Sync {
+        /// Wait for a sync that is running to finish, instead of leaving at once
+        #[arg(long)]
+        wait: bool,
+        /// Say what a sync would do, and do nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Also say what needed no change
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Create a demo application repository (branches main and beta), configure it and start it
     Demo,
     /// Append stdin to svlogd-style log directories, as runit's svlogd does (every log/run uses it)
@@ -217,6 +231,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Sync {
+            wait,
+            dry_run,
+            verbose,
+        } => Ok(exit_if(sync::run(
+            &layout,
+            &sync::Options {
+                wait,
+                dry_run,
+                verbose,
+            },
+        )?)),
         Cmd::Svlogd(args) => svlogd::main(args),
         Cmd::Logs(args) => logs::main(&layout, args),
     }

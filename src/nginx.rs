@@ -132,6 +132,82 @@ pub fn check(base_cmd: &[String], files: &[OutFile]) -> Result<()> {
     bail!("nginx -t refused the generated configuration: {msg}")
 }
 
+/// The worker processes of an nginx master, with their titles ("nginx: worker process", or
+/// "... is shutting down" once they have stopped accepting).
+fn workers(master: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u32>().ok());
+        if ppid == Some(master) {
+            let title = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            out.push((
+                pid,
+                String::from_utf8_lossy(&title)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn accepting(title: &str) -> bool {
+    title.contains("worker process") && !title.contains("shutting down")
+}
+
+/// Tells the supervised nginx (service directory `dir`) to reload, through its control FIFO, and
+/// waits until every worker that ran the old configuration has stopped accepting connections:
+/// from then on every new connection is served by the new configuration. False when nginx does
+/// not run. Its configuration has already passed `nginx -t`.
+pub fn reload(dir: &Path) -> Result<bool> {
+    use crate::supervise::{control, status};
+    if status::probe(dir) != status::Probe::Supervised {
+        return Ok(false);
+    }
+    let master = match status::read(dir) {
+        Ok(Ok(st)) if st.state == status::State::Run && st.pid != 0 => st.pid,
+        _ => return Ok(false),
+    };
+    let old: Vec<u32> = workers(master)
+        .into_iter()
+        .filter(|(_, t)| accepting(t))
+        .map(|(p, _)| p)
+        .collect();
+    control::send(dir, control::HUP).context("telling nginx to reload")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = workers(master);
+        let old_accepting = now.iter().any(|(p, t)| old.contains(p) && accepting(t));
+        let new_accepting = now.iter().any(|(p, t)| !old.contains(p) && accepting(t));
+        if !old_accepting && new_accepting {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "nginx (pid {master}) did not take its new configuration within 10 s; see {}",
+                dir.parent()
+                    .and_then(Path::parent)
+                    .map(|var| var.join("log/nginx/current").display().to_string())
+                    .unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,11 @@ use crate::layout::Layout;
 
 pub const PORTS: &str = "ports";
 pub const ACTIVE: &str = "active";
+/// A production commit that failed its health check, so later syncs do not redeploy it.
+pub const FAILED: &str = "failed-commit";
+/// Present while the environment is meant to run (`start` to `shutdown`): a sync that finds it
+/// but no supervisor starts the supervisor again.
+pub const RUNNING: &str = "running";
 
 /// One of the two production instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +132,38 @@ pub fn save_active(layout: &Layout, slot: Slot) -> Result<()> {
         format!("{}\n", slot.name()).as_bytes(),
         0o644,
     )
+}
+
+pub fn load_failed(layout: &Layout) -> Result<Option<String>> {
+    let path = layout.state_dir().join(FAILED);
+    Ok(read_optional(&path)?
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty()))
+}
+
+pub fn save_failed(layout: &Layout, commit: Option<&str>) -> Result<()> {
+    let path = layout.state_dir().join(FAILED);
+    match commit {
+        Some(c) => {
+            fsx::ensure_dir(&layout.state_dir())?;
+            fsx::write_atomic(&path, format!("{c}\n").as_bytes(), 0o644)
+        }
+        None => fsx::remove_if_present(&path),
+    }
+}
+
+pub fn meant_to_run(layout: &Layout) -> bool {
+    layout.state_dir().join(RUNNING).exists()
+}
+
+pub fn set_meant_to_run(layout: &Layout, on: bool) -> Result<()> {
+    let path = layout.state_dir().join(RUNNING);
+    if on {
+        fsx::ensure_dir(&layout.state_dir())?;
+        fsx::write_atomic(&path, b"", 0o644)
+    } else {
+        fsx::remove_if_present(&path)
+    }
 }
 
 #[cfg(test)]

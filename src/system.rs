@@ -20,9 +20,8 @@ use crate::plan::{Instance, Plan, Role, NGINX};
 use crate::ports;
 use crate::render::Host;
 use crate::state::{self, Slot};
-use crate::supervise::control;
 use crate::supervise::scan::running_pid;
-use crate::supervise::status::{self, Probe, State};
+use crate::supervise::status;
 
 /// The svscan that runs this root's services, if one does.
 pub fn svscan_pid(layout: &Layout) -> Option<u32> {
@@ -90,8 +89,17 @@ pub fn ensure_checkouts(layout: &Layout, config: &Config, plan: &Plan) -> Result
     let branch_of = |i: &Instance| i.branch.clone().unwrap_or_else(|| prod_branch.clone());
     for inst in &plan.instances {
         let dest = checkout_dir(layout, inst);
-        if dest.exists() {
-            git::verify(&dest, &url, &branch_of(inst))?;
+        if !dest.exists() {
+            continue;
+        }
+        match (git::mismatch(&dest, &url, &branch_of(inst))?, inst.role) {
+            (None, _) => {}
+            // After a change of repository or production branch, the inactive production
+            // instance keeps the old code until the next deploy: that is its rollback role.
+            (Some(m), Role::Prod(_)) => eprintln!(
+                "approuter: warning: {m}; it runs as it is, and the next sync deploys the configured branch"
+            ),
+            (Some(m), Role::Alternate) => bail!("{m}; move the checkout away to have it cloned again"),
         }
     }
     if let Some(heads) = &heads {
@@ -159,30 +167,15 @@ pub fn regenerate(layout: &Layout) -> Result<(Plan, Changes)> {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGHUP);
         }
         if changes.nginx_changed {
-            reload_nginx(layout)?;
+            crate::nginx::reload(&layout.service_dir().join(NGINX))?;
         }
     }
     Ok((plan, changes))
 }
 
-/// HUP to nginx's master through its control FIFO, when it runs. The configuration it reads has
-/// already passed `nginx -t`.
-pub fn reload_nginx(layout: &Layout) -> Result<bool> {
-    let dir = layout.service_dir().join(NGINX);
-    if status::probe(&dir) != Probe::Supervised {
-        return Ok(false);
-    }
-    match status::read(&dir) {
-        Ok(Ok(st)) if st.state == State::Run && st.pid != 0 => {}
-        _ => return Ok(false),
-    }
-    control::send(&dir, b"h").context("telling nginx to reload")?;
-    Ok(true)
-}
-
 /// Starts svscan on the service directory, detached in its own session, its output going to
 /// `managed/var/log/svscan/` through the built-in logger.
-fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
+pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
     let log_dir = layout.log_dir("svscan");
     fs::create_dir_all(&log_dir)
         .with_context(|| format!("{}: cannot create", log_dir.display()))?;
@@ -263,6 +256,7 @@ pub fn start(layout: &Layout) -> Result<bool> {
     }
     let host = Host::detect(&config)?;
     let pid = spawn_svscan(layout, &host.exe, plan.settings.stop_grace_secs)?;
+    state::set_meant_to_run(layout, true)?;
     println!(
         "started approuter svscan (pid {pid}); waiting for every instance to answer {}",
         plan.settings.health_path
@@ -328,12 +322,14 @@ pub fn wait_until_healthy(layout: &Layout, plan: &Plan, timeout: Duration) -> bo
 /// `approuter shutdown`: every service down, nginx included, then svscan and its logger gone.
 pub fn shutdown(layout: &Layout) -> Result<()> {
     let Some(pid) = svscan_pid(layout) else {
+        state::set_meant_to_run(layout, false)?;
         println!("approuter is not running here; nothing to stop");
         return Ok(());
     };
     let grace = Config::load(layout)
         .map(|c| c.settings.stop_grace_secs)
         .unwrap_or(10);
+    state::set_meant_to_run(layout, false)?;
     kill(Pid::from_raw(pid as i32), Signal::SIGTERM).context("signalling svscan")?;
     println!("stopping every service (svscan pid {pid})");
     let deadline = Instant::now() + Duration::from_secs(grace * 2 + 30);
@@ -407,7 +403,7 @@ pub fn switch_to(layout: &Layout, config: &Config, mut plan: Plan, to: Slot) -> 
         state::save_active(layout, from)?;
         return Err(e);
     }
-    if reload_nginx(layout)? {
+    if crate::nginx::reload(&layout.service_dir().join(NGINX))? {
         let port = plan.settings.listen_port;
         let until = Instant::now() + Duration::from_secs(10);
         loop {
@@ -431,6 +427,13 @@ pub fn switch_to(layout: &Layout, config: &Config, mut plan: Plan, to: Slot) -> 
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+    for line in crate::hooks::run(
+        layout,
+        crate::hooks::Event::Switched,
+        &[from.name(), to.name()],
+    ) {
+        println!("{line}");
     }
     Ok(())
 }

@@ -50,6 +50,9 @@ impl Command {
 
 pub const UP: &[u8] = b"u";
 pub const DOWN: &[u8] = b"d";
+pub const HUP: &[u8] = b"h";
+/// `sv restart`: TERM, CONT, up.
+pub const RESTART: &[u8] = b"tcu";
 
 /// Writes control bytes in one write, as `sv` does. ENXIO means no supervisor reads the FIFO.
 pub fn send(service: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -252,8 +252,11 @@ pub fn get(port: u16, path: &str, cookie: Option<&str>) -> Result<Resp, String> 
 /// Runs requests in a loop on `threads` keep-alive clients until stopped; counts failures.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handles: Vec<std::thread::JoinHandle<(u64, Vec<String>, std::collections::BTreeSet<String>)>>,
+    handles: Vec<std::thread::JoinHandle<Tally>>,
 }
+
+/// One load thread's count: requests answered 200, failures, instances seen.
+type Tally = (u64, Vec<String>, std::collections::BTreeSet<String>);
 
 pub struct LoadResult {
     pub ok: u64,

@@ -6,4 +6,5 @@ mod logs;
 mod start;
 mod supervise;
 mod svlogd;
+mod sync;
 mod util;

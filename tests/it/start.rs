@@ -319,10 +319,22 @@ fn start_refuses_unreachable_remote_missing_branch_and_taken_port() {
     let other = root.path().join("other-repo");
     fs::rename(&repo.dir, &other).unwrap();
     root.write_etc("repo.conf", &format!("{}\n", other.display()));
-    let err = crate::util::one_line_error(&start(&root));
+    let o = start(&root);
+    assert!(!o.status.success(), "{}", out(&o));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let last = err.lines().last().unwrap();
     assert!(
-        err.contains("its origin is") && err.contains("move the checkout away"),
+        last.starts_with("approuter: error: ") && last.contains("alternates/beta: its origin is"),
         "{err}"
+    );
+    assert!(last.contains("move the checkout away"), "{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("prod/instance1: its origin is"),
+        "{err}"
+    );
+    assert!(
+        root.managed().join("alternates/beta/.git").exists(),
+        "not replaced"
     );
 }
 

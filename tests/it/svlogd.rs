@@ -27,7 +27,7 @@ fn numbered_lines(count: usize, max_len: usize, seed: u64) -> Vec<u8> {
             .wrapping_add(1_442_695_040_888_963_407);
         let len = (x >> 33) as usize % (max_len + 1);
         out.extend_from_slice(format!("line {i:06} ").as_bytes());
-        out.extend(std::iter::repeat(b'a' + (i % 26) as u8).take(len));
+        out.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, len));
         out.push(b'\n');
     }
     out

@@ -1,0 +1,426 @@
+//! `approuter sync`, end to end: health-gated production updates under load, alternates, configuration changes, failures, hooks and cron.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use crate::app::{self, configure, get, AppRepo, Load, Ports};
+use crate::util::{processes_under, wait_until, write_exec, Root};
+
+fn out(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn started(alternates: &[&str]) -> (Root, AppRepo, Ports) {
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    let ports = configure(&root, &repo.url(), alternates, 20);
+    let o = root
+        .cmd(&["start"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "start: {}", out(&o));
+    (root, repo, ports)
+}
+
+fn sync(root: &Root, args: &[&str]) -> std::process::Output {
+    let mut a = vec!["sync"];
+    a.extend_from_slice(args);
+    root.cmd(&a)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap()
+}
+
+fn sync_ok(root: &Root) -> String {
+    let o = sync(root, &[]);
+    assert!(o.status.success(), "sync failed: {}", out(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn page(port: u16, cookie: Option<&str>) -> (String, String) {
+    let r = get(port, "/", cookie).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    (
+        r.header("x-app-version").unwrap_or("").to_string(),
+        r.header("x-served-by").unwrap_or("").to_string(),
+    )
+}
+
+fn which_prod(root: &Root) -> String {
+    String::from_utf8_lossy(&root.cmd(&["which-prod"]).output().unwrap().stdout)
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn nothing_new_is_a_quiet_no_op() {
+    let (root, _repo, ports) = started(&["beta"]);
+    let before = page(ports.listen, None);
+    assert_eq!(sync_ok(&root), "", "a sync with nothing to do says nothing");
+    let o = sync(&root, &["-v"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("production: instance1 serves") && text.contains("nothing to do"),
+        "{text}"
+    );
+    assert!(text.contains("alternate beta: at"), "{text}");
+    assert_eq!(page(ports.listen, None), before);
+}
+
+#[test]
+fn ten_production_updates_under_load_lose_no_request() {
+    let (root, repo, ports) = started(&[]);
+    let load = Load::start(ports.listen, 4);
+    for v in 2..=11 {
+        let version = v.to_string();
+        let head = repo.commit("main", &[("VERSION", &version)], &format!("version {v}"));
+        let text = sync_ok(&root);
+        assert!(
+            text.contains(&format!("-> {} on instance", &head[..7])),
+            "{text}"
+        );
+        assert!(text.contains("healthy after"), "{text}");
+        assert_eq!(
+            page(ports.listen, None).0,
+            version,
+            "version {v} live after its sync"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let res = load.finish();
+    assert!(res.ok > 200, "only {} requests", res.ok);
+    assert!(
+        res.failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        res.failures.len(),
+        res.ok,
+        &res.failures[..res.failures.len().min(5)]
+    );
+    // The previous version is one switch away.
+    assert!(root.cmd(&["switch"]).output().unwrap().status.success());
+    assert_eq!(page(ports.listen, None).0, "10");
+    assert!(root.cmd(&["switch"]).output().unwrap().status.success());
+    assert_eq!(page(ports.listen, None).0, "11");
+}
+
+#[test]
+fn broken_commit_never_goes_live_and_is_not_retried() {
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    let ports = configure(&root, &repo.url(), &[], 3);
+    assert!(root
+        .cmd(&["start"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let bad = repo.commit("main", &[("VERSION", "2"), ("HEALTH", "500")], "broken");
+    let o = sync(&root, &[]);
+    assert!(!o.status.success(), "a failed deploy exits non-zero");
+    let text = out(&o);
+    assert!(
+        text.contains(&format!(
+            "commit {} of main is not healthy on instance2",
+            &bad[..7]
+        )),
+        "{text}"
+    );
+    assert!(text.contains("managed/var/log/instance2/current"), "{text}");
+    assert_eq!(
+        page(ports.listen, None),
+        ("1".to_string(), "instance1".to_string())
+    );
+    assert_eq!(which_prod(&root), "instance1");
+
+    // The next sync reports it at once and does not restart anything.
+    let pid_before = fs::read_to_string(root.var("service/instance2/supervise/pid")).unwrap();
+    let t = Instant::now();
+    let o = sync(&root, &[]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("failed its health check earlier"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        fs::read_to_string(root.var("service/instance2/supervise/pid")).unwrap(),
+        pid_before
+    );
+
+    // A fixed commit deploys normally.
+    let good = repo.commit("main", &[("VERSION", "3"), ("HEALTH", "200")], "fixed");
+    let text = sync_ok(&root);
+    assert!(text.contains(&good[..7]), "{text}");
+    assert_eq!(
+        page(ports.listen, None),
+        ("3".to_string(), "instance2".to_string())
+    );
+}
+
+#[test]
+fn alternates_follow_their_branch_and_the_configuration() {
+    let (root, repo, ports) = started(&["beta"]);
+    let beta = Some("approuter_alt=beta");
+    assert_eq!(
+        page(ports.listen, beta),
+        ("2-beta".to_string(), "beta".to_string())
+    );
+
+    // The branch moves: replaced at once.
+    let head = repo.commit("beta", &[("VERSION", "3-beta")], "beta 3");
+    let text = sync_ok(&root);
+    assert!(
+        text.contains("alternate beta: ")
+            && text.contains(&format!("-> {}, restarted, healthy", &head[..7])),
+        "{text}"
+    );
+    assert_eq!(page(ports.listen, beta).0, "3-beta");
+
+    // One added, one removed, in one sync.
+    app::git(&repo.dir, &["branch", "gamma", "main"]);
+    repo.commit(
+        "gamma",
+        &[("BRANCH", "gamma"), ("VERSION", "1-gamma")],
+        "gamma",
+    );
+    root.write_etc("alternates.conf", "gamma\n");
+    let text = sync_ok(&root);
+    assert!(text.contains("alternate gamma added"), "{text}");
+    assert!(text.contains("alternate beta removed"), "{text}");
+    assert_eq!(
+        page(ports.listen, Some("approuter_alt=gamma")),
+        ("1-gamma".to_string(), "gamma".to_string())
+    );
+    assert_eq!(
+        page(ports.listen, beta).1,
+        "instance1",
+        "beta's cookie falls back to production"
+    );
+    assert!(!root.managed().join("alternates/beta").exists());
+    assert!(root.var("log/beta/current").exists(), "logs are kept");
+    assert!(!root.var("service/beta").exists());
+    let beta_dir = root.managed().join("alternates/beta");
+    assert!(wait_until(10.0, || processes_under(&beta_dir).is_empty()));
+    let status = root.cmd(&["status"]).output().unwrap();
+    assert!(status.status.success(), "{}", out(&status));
+    assert!(!String::from_utf8_lossy(&status.stdout).contains(" beta "));
+}
+
+#[test]
+fn changed_prod_branch_goes_through_the_health_gated_switch() {
+    let (root, repo, ports) = started(&[]);
+    app::git(&repo.dir, &["branch", "release", "main"]);
+    repo.commit("release", &[("VERSION", "5-release")], "release");
+    root.write_etc("prod_branch", "release\n");
+    let load = Load::start(ports.listen, 2);
+    let text = sync_ok(&root);
+    assert!(
+        text.contains("on instance2") && text.contains("switched"),
+        "{text}"
+    );
+    let res = load.finish();
+    assert!(
+        res.failures.is_empty(),
+        "{:?}",
+        &res.failures[..res.failures.len().min(5)]
+    );
+    assert_eq!(
+        page(ports.listen, None),
+        ("5-release".to_string(), "instance2".to_string())
+    );
+    let long = String::from_utf8_lossy(
+        &root
+            .cmd(&["status", "-l", "instance2"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(long.contains("branch release"), "{long}");
+    // Restarting keeps the lagging instance1 (still on main) as the rollback, with a warning.
+    assert!(root.cmd(&["shutdown"]).output().unwrap().status.success());
+    let o = root
+        .cmd(&["start"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("warning"), "{}", out(&o));
+}
+
+#[test]
+fn two_syncs_at_once_and_an_unreachable_remote() {
+    let (root, repo, ports) = started(&[]);
+    // Another sync holds the lock: a second one leaves at once, --wait waits for it.
+    fs::create_dir_all(root.var("run")).unwrap();
+    let lock = fs::File::create(root.var("run/sync.lock")).unwrap();
+    lock.lock().unwrap();
+    let t = Instant::now();
+    let o = sync(&root, &[]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("another sync is running"));
+    assert!(t.elapsed() < Duration::from_secs(3));
+    repo.commit("main", &[("VERSION", "2")], "v2");
+    let waiting = std::thread::spawn({
+        let mut cmd = root.cmd(&["sync", "--wait"]);
+        move || cmd.timeout(Duration::from_secs(60)).output().unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!waiting.is_finished(), "--wait waits");
+    drop(lock);
+    let o = waiting.join().unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(page(ports.listen, None).0, "2");
+
+    // The remote goes away: a clear error, nothing touched, and it works again when it is back.
+    let away = root.path().join("away");
+    fs::rename(&repo.dir, &away).unwrap();
+    let o = sync(&root, &[]);
+    assert!(!o.status.success());
+    let text = out(&o);
+    assert!(
+        text.contains(&format!("cannot reach {}", repo.url())) && text.contains("nothing changed"),
+        "{text}"
+    );
+    assert_eq!(page(ports.listen, None).0, "2");
+    fs::rename(&away, &repo.dir).unwrap();
+    repo.commit("main", &[("VERSION", "3")], "v3");
+    sync_ok(&root);
+    assert_eq!(page(ports.listen, None).0, "3");
+}
+
+#[test]
+fn dry_run_changes_nothing_and_hooks_report_without_blocking() {
+    let (root, repo, ports) = started(&["beta"]);
+    let record = root.path().join("hook-calls");
+    write_exec(
+        &root.managed().join("etc/hooks/deployed"),
+        &format!(
+            "#!/bin/sh\necho \"deployed $*\" >> '{}'\necho hello from the hook\n",
+            record.display()
+        ),
+    );
+    write_exec(
+        &root.managed().join("etc/hooks/switched"),
+        "#!/bin/sh\necho switch hook fails >&2\nexit 3\n",
+    );
+    write_exec(
+        &root.managed().join("etc/hooks/alternate-updated"),
+        &format!(
+            "#!/bin/sh\necho \"alternate $*\" >> '{}'\n",
+            record.display()
+        ),
+    );
+    let head = repo.commit("main", &[("VERSION", "2")], "v2");
+    let beta_head = repo.commit("beta", &[("VERSION", "3-beta")], "b3");
+
+    let o = sync(&root, &["--dry-run"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.contains("would deploy main")
+            && text.contains(&format!("-> {} to instance2", &head[..7])),
+        "{text}"
+    );
+    assert!(text.contains("would update alternate beta"), "{text}");
+    assert_eq!(page(ports.listen, None).0, "1", "nothing changed");
+    assert!(!record.exists());
+
+    let text = sync_ok(&root);
+    assert!(
+        text.contains("hook deployed: hello from the hook"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hook switched: switch hook fails") && text.contains("hook switched failed"),
+        "{text}"
+    );
+    assert_eq!(page(ports.listen, None).0, "2");
+    let calls = fs::read_to_string(&record).unwrap();
+    assert!(
+        calls.contains("deployed instance2 ") && calls.contains(&head),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("alternate beta ") && calls.contains(&beta_head),
+        "{calls}"
+    );
+}
+
+#[test]
+fn the_crontab_line_deploys_with_crons_bare_environment() {
+    let (root, repo, ports) = started(&[]);
+    let crontab = fs::read_to_string(root.var("crontab")).unwrap();
+    let line = crontab
+        .lines()
+        .find(|l| l.starts_with("* * * * *"))
+        .unwrap();
+    let command = line.splitn(6, ' ').nth(5).unwrap();
+    // cron unescapes \% before handing the line to sh.
+    let command = command.replace("\\%", "%");
+    repo.commit("main", &[("VERSION", "2")], "v2");
+    let o = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&command)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("SHELL", "/bin/sh")
+        .env("HOME", root.path())
+        .env("LOGNAME", "root")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(page(ports.listen, None).0, "2");
+    let log = fs::read_to_string(root.var("log/sync.log")).unwrap();
+    let line = log.lines().find(|l| l.contains("production:")).unwrap();
+    // A timestamp leads each line in the log.
+    assert!(
+        line.len() > 20 && line.as_bytes()[4] == b'-' && line.as_bytes()[10] == b' ',
+        "{line}"
+    );
+}
+
+#[test]
+fn sync_restarts_a_supervisor_that_was_killed() {
+    let (root, repo, ports) = started(&[]);
+    let pid: i32 = fs::read_to_string(root.var("service/.svscan.lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(5.0, || {
+        root.cmd(&["status"])
+            .output()
+            .unwrap()
+            .stdout
+            .starts_with(b"[-")
+    }));
+    repo.commit("main", &[("VERSION", "2")], "v2");
+    let text = sync_ok(&root);
+    assert!(text.contains("starting it again"), "{text}");
+    assert_eq!(page(ports.listen, None).0, "2");
+    assert!(wait_until(10.0, || root
+        .cmd(&["status"])
+        .output()
+        .unwrap()
+        .status
+        .success()));
+}
