@@ -188,6 +188,7 @@ fn configuration_changes(
         .filter(|n| !planned.contains(&n.as_str()))
         .collect();
     let old_ports = state::load_ports(layout)?;
+    let mut added: Vec<(&Instance, Oid)> = Vec::new();
     for inst in plan.instances.iter().filter(|i| i.role == Role::Alternate) {
         let dir = checkout_of(layout, inst);
         if dir.exists() {
@@ -206,11 +207,7 @@ fn configuration_changes(
             continue;
         }
         match git::clone(url, branch, &dir, &inst.name) {
-            Ok(oid) => r.say(&format!(
-                "alternate {} added at {} (branch {branch})",
-                inst.name,
-                git::short(oid)
-            )),
+            Ok(oid) => added.push((inst, oid)),
             Err(e) => r.fail(&format!("alternate {}: {e:#}", inst.name)),
         }
     }
@@ -225,6 +222,26 @@ fn configuration_changes(
     let (_, changes) = system::regenerate(layout)?;
     if changes.nginx_changed && removed.is_empty() && changes.added.is_empty() {
         r.say("nginx configuration brought in line with the recorded state");
+    }
+    // New alternates start once svscan has seen their directories (regenerate told it).
+    let now = Instant::now();
+    let waits: Vec<(&Instance, Instant)> = added.iter().map(|(i, _)| (*i, now)).collect();
+    for ((inst, oid), h) in added.iter().zip(wait_all_healthy(plan, &waits)) {
+        let branch = inst.branch.as_deref().unwrap_or_default();
+        match h {
+            Ok(took) => r.say(&format!(
+                "alternate {} added at {} (branch {branch}), healthy after {:.1}s",
+                inst.name,
+                git::short(*oid),
+                took.as_secs_f64()
+            )),
+            Err(why) => r.fail(&format!(
+                "alternate {} added at {} (branch {branch}) but not healthy ({why}); log: {}",
+                inst.name,
+                git::short(*oid),
+                layout.log_dir(&inst.name).join("current").display()
+            )),
+        }
     }
     for name in &removed {
         // The routing is gone and svscan was told; once the process has let go of its port,
@@ -477,20 +494,9 @@ fn alternates(
             Err(e) => r.fail(&format!("alternate {}: {e:#}", inst.name)),
         }
     }
-    let health: Vec<Result<Duration, String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = restarted
-            .iter()
-            .map(|(inst, _, _, at)| {
-                let deadline = *at + Duration::from_secs(plan.settings.health_timeout_secs);
-                let path = plan.settings.health_path.as_str();
-                s.spawn(move || health::wait_healthy(inst.port, path, deadline))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("health thread"))
-            .collect()
-    });
+    let waits: Vec<(&Instance, Instant)> =
+        restarted.iter().map(|(i, _, _, at)| (*i, *at)).collect();
+    let health = wait_all_healthy(plan, &waits);
     for ((inst, old, oid, _), h) in restarted.iter().zip(health) {
         match h {
             Ok(took) => r.say(&format!(
@@ -515,4 +521,26 @@ fn alternates(
         );
     }
     Ok(())
+}
+
+/// Waits, in parallel, for each instance to answer its health path within the health timeout
+/// from its start.
+fn wait_all_healthy(
+    plan: &Plan,
+    started: &[(&Instance, Instant)],
+) -> Vec<Result<Duration, String>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = started
+            .iter()
+            .map(|(inst, at)| {
+                let deadline = *at + Duration::from_secs(plan.settings.health_timeout_secs);
+                let path = plan.settings.health_path.as_str();
+                s.spawn(move || health::wait_healthy(inst.port, path, deadline))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("health thread"))
+            .collect()
+    })
 }
