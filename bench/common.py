@@ -1,0 +1,168 @@
+"""Shared pieces of approuter's benchmark scripts: the binary, temp roots, ports, app repos, wrk."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def binary():
+    """The release binary, built if needed."""
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
+    return os.path.join(REPO, "target/release/approuter")
+
+
+def free_block(n, start=30000):
+    """n consecutive free ports."""
+    base = start
+    while True:
+        ok = True
+        for p in range(base, base + n):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("0.0.0.0", p))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+            if not ok:
+                break
+        if ok:
+            return base
+        base += n
+
+
+def git(d, *args):
+    env = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="b@x.invalid",
+               GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="b@x.invalid")
+    return subprocess.run(["git", *args], cwd=d, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def demo_repo(d, files=None):
+    """A git repository holding skel/demo-app (or the given files) on branch main."""
+    os.makedirs(d)
+    git(d, "init", "-q", "-b", "main")
+    if files is None:
+        for f in ("start", "server.py"):
+            shutil.copy2(os.path.join(REPO, "skel/demo-app", f), os.path.join(d, f))
+        files = {"BRANCH": "main\n", "VERSION": "1\n"}
+    for name, text in files.items():
+        p = os.path.join(d, name)
+        with open(p, "w") as f:
+            f.write(text)
+        if name == "start":
+            os.chmod(p, 0o755)
+    git(d, "add", "-A")
+    git(d, "commit", "-q", "-m", "v1")
+
+
+def commit(d, name, text, msg):
+    with open(os.path.join(d, name), "w") as f:
+        f.write(text)
+    git(d, "commit", "-q", "-am", msg)
+    return git(d, "rev-parse", "HEAD")
+
+
+class Env:
+    """An approuter root in a temp dir, on free ports; shut down and swept on exit."""
+
+    def __init__(self, exe, repo_url, alternates=(), prefix="ar-bench-"):
+        self.exe = exe
+        self.tmp = tempfile.mkdtemp(prefix=prefix)
+        self.root = os.path.join(self.tmp, "root")
+        etc = os.path.join(self.root, "managed/etc")
+        os.makedirs(etc)
+        n = 4 + len(alternates)
+        base = free_block(n)
+        self.listen, self.prod, self.alt_base = base, (base + 1, base + 2), base + 3
+        with open(os.path.join(etc, "repo.conf"), "w") as f:
+            f.write(repo_url + "\n")
+        with open(os.path.join(etc, "alternates.conf"), "w") as f:
+            f.write("".join(a + "\n" for a in alternates))
+        with open(os.path.join(etc, "approuter.toml"), "w") as f:
+            f.write(f"listen_port = {self.listen}\nprod_ports = [{self.prod[0]}, {self.prod[1]}]\n"
+                    f"alternate_base_port = {self.alt_base}\nstop_grace_secs = 3\n")
+
+    def run(self, *args, check=True):
+        return subprocess.run([self.exe, "--root", self.root, *args], capture_output=True, text=True, check=check)
+
+    def close(self):
+        subprocess.run([self.exe, "--root", self.root, "shutdown"], capture_output=True)
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    if os.readlink(f"/proc/{p}/cwd").startswith(self.tmp):
+                        os.kill(int(p), signal.SIGKILL)
+                except OSError:
+                    pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def wrk(url, seconds, threads=2, conns=32, headers=()):
+    """Runs wrk; returns (requests/s, p50 ms, p99 ms, non-2xx, socket errors, requests)."""
+    cmd = ["wrk", "--latency", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s"]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out):
+    def ms(label):
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        v = float(m.group(1))
+        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = int((re.search(r"Non-2xx or 3xx responses: (\d+)", out) or [0, 0])[1])
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = sum(int(x) for x in sock.groups()) if sock else 0
+    return rps, ms("50%"), ms("99%"), non2xx, errors, reqs
+
+
+def wait_http(port, path="/", timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=1)
+            s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+            if s.recv(12).startswith(b"HTTP/1.") and True:
+                s.close()
+                return True
+        except OSError:
+            pass
+        time.sleep(0.01)
+    return False
+
+
+def machine():
+    """One line describing this machine, for the results."""
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    cores = os.cpu_count()
+    mem = 0
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) // 1024 // 1024
+    kernel = os.uname().release
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    return f"{cores} x {cpu}, {mem} GiB, Linux {kernel}, {nginx}"
