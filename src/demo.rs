@@ -46,6 +46,10 @@ pub fn create_repo(dir: &Path) -> Result<()> {
     opts.initial_head("main");
     let repo = Repository::init_opts(dir, &opts)
         .with_context(|| format!("{}: git init", dir.display()))?;
+    // So the README's `git commit` works on a machine where git has no identity yet.
+    let mut cfg = repo.config()?;
+    cfg.set_str("user.name", "approuter demo")?;
+    cfg.set_str("user.email", "demo@approuter.invalid")?;
     write_app(dir, "main", "1")?;
     commit_all(&repo, "demo app, version 1")?;
     let head = repo.head()?.peel_to_commit()?;
@@ -112,6 +116,6 @@ pub fn urls(layout: &Layout, port: u16) -> String {
          \x20 back to production: {base}/remove_alt_cookie_beta.html\n\
          \x20 from a shell:      curl -s {base}/ ; curl -s -b approuter_alt=beta {base}/\n\
          \n\
-         Then: approuter --root {root} status | switch | sync | shutdown   (see README.md)\n"
+         Then, as README.md shows: approuter --root {root} status (or switch, sync, logs, shutdown)\n"
     )
 }

@@ -28,28 +28,44 @@ fn is_scp_like(url: &str) -> bool {
     }
 }
 
-/// Credentials the way an operator's git gets them: the ssh agent for ssh, git's credential
-/// helpers for https. libgit2 asks again after a refusal, so each kind is tried once.
+/// Credentials the way an operator's git gets them: for ssh the agent, then the usual key files
+/// in ~/.ssh (cron has no agent); for https git's credential helpers. libgit2 asks again after
+/// each refusal, so each source is offered once.
 fn callbacks<'a>(config: Option<git2::Config>) -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
-    let mut tried = (false, false, false);
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut ssh_keys: Vec<PathBuf> = home
+        .iter()
+        .flat_map(|h| ["id_ed25519", "id_ecdsa", "id_rsa"].map(|k| h.join(".ssh").join(k)))
+        .filter(|p| p.exists())
+        .collect();
+    ssh_keys.reverse();
+    let (mut agent_tried, mut helper_tried, mut default_tried) = (false, false, false);
     cb.credentials(move |url, username, allowed| {
-        if allowed.contains(CredentialType::SSH_KEY) && !tried.0 {
-            tried.0 = true;
-            return Cred::ssh_key_from_agent(username.unwrap_or("git"));
+        let user = username.unwrap_or("git");
+        if allowed.contains(CredentialType::SSH_KEY) {
+            if !agent_tried {
+                agent_tried = true;
+                if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+                    return Cred::ssh_key_from_agent(user);
+                }
+            }
+            if let Some(key) = ssh_keys.pop() {
+                return Cred::ssh_key(user, None, &key, None);
+            }
         }
-        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) && !tried.1 {
-            tried.1 = true;
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) && !helper_tried {
+            helper_tried = true;
             if let Some(cfg) = &config {
                 return Cred::credential_helper(cfg, url, username);
             }
         }
-        if allowed.contains(CredentialType::DEFAULT) && !tried.2 {
-            tried.2 = true;
+        if allowed.contains(CredentialType::DEFAULT) && !default_tried {
+            default_tried = true;
             return Cred::default();
         }
         Err(git2::Error::from_str(
-            "no usable credentials (ssh agent, git credential helper)",
+            "no usable credentials (ssh agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa, git credential helper)",
         ))
     });
     cb

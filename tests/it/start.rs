@@ -415,3 +415,52 @@ fn environment_file_offers_the_control_words() {
         "{text}"
     );
 }
+
+#[test]
+fn network_remotes_git_protocol_works_and_https_failure_is_clear() {
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    let port = app::free_ports(1);
+    // A real network remote: git's own daemon, run from inside the test root.
+    let mut daemon = std::process::Command::new("git")
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", root.path().display()))
+        .arg(root.path())
+        .current_dir(root.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("git daemon");
+    assert!(wait_until(10.0, || std::net::TcpStream::connect((
+        "127.0.0.1",
+        port
+    ))
+    .is_ok()));
+    let url = format!("git://127.0.0.1:{port}/app-repo");
+    let ports = configure(&root, &url, &["beta"], 30);
+    start_ok(&root);
+    assert_eq!(served_by(ports.listen, Some("approuter_alt=beta")), "beta");
+    repo.commit("main", &[("VERSION", "2")], "v2");
+    let o = root.cmd(&["sync"]).output().unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(get(ports.listen, "/", None)
+        .unwrap()
+        .body
+        .contains("version 2"));
+    assert!(root.cmd(&["shutdown"]).output().unwrap().status.success());
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+
+    let fresh = Root::new();
+    configure(&fresh, "https://127.0.0.1:1/app.git", &[], 5);
+    let err = crate::util::one_line_error(&start(&fresh));
+    assert!(
+        err.contains("cannot reach https://127.0.0.1:1/app.git"),
+        "{err}"
+    );
+}
