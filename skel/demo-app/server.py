@@ -3,6 +3,8 @@
 
 GET /            -> a page naming its branch, version, instance and pid
 GET /diagnostic  -> 200 "ok", or the status written in the file HEALTH (e.g. 500) if present
+GET /echo with "Upgrade: websocket" -> 101, then every byte sent comes back (a tunnel, enough to
+                  see an upgraded connection pass through nginx; not a WebSocket implementation)
 """
 import http.server
 import os
@@ -32,6 +34,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_GET(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            return self.tunnel()
         status = 200
         if self.path.startswith("/diagnostic"):
             status = HEALTH
@@ -50,6 +54,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("X-App-Branch", BRANCH)
         self.end_headers()
         self.wfile.write(data)
+
+    def tunnel(self):
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.end_headers()
+        self.wfile.flush()
+        while True:
+            data = self.connection.recv(4096)
+            if not data:
+                break
+            self.connection.sendall(data)
+        self.close_connection = True
 
     def log_message(self, fmt, *args):
         sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
