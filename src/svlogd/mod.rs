@@ -13,7 +13,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::fmt;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -138,6 +138,114 @@ pub(crate) fn info(verbose: bool, msg: impl fmt::Display) {
     }
 }
 
+/// Standard input, read so that a logger killed with SIGKILL loses no line. From a pipe (the
+/// supervisor's, which outlives the logger) the bytes are first copied out with tee(2) and taken
+/// off the pipe only once they have been handled: a new logger reads again whatever the killed
+/// one had not finished, so a kill costs at worst some bytes written twice, never a line lost.
+/// The bytes of an unfinished line stay on the pipe until its newline comes, unless they stop
+/// coming or grow past [`HOLD_MAX`]. Anything but a pipe is read plainly.
+struct Input {
+    /// The other end of tee: a private pipe the copied bytes are read back from.
+    peek: Option<(OwnedFd, OwnedFd)>,
+    /// Bytes at the head of the input pipe already handled (an unfinished line).
+    held: usize,
+}
+
+/// The most of an unfinished line left on the pipe: past it, the line is taken off.
+const HOLD_MAX: usize = 16 * 1024;
+
+impl Input {
+    fn new(input: BorrowedFd) -> Input {
+        let is_pipe = nix::sys::stat::fstat(input)
+            .map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFIFO)
+            .unwrap_or(false);
+        let peek = is_pipe
+            .then(|| {
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                    .ok()
+            })
+            .flatten();
+        Input { peek, held: 0 }
+    }
+
+    /// Reads what is new into `buf`: Ok(Some(range)) of `buf` to handle, Ok(None) at end of
+    /// input; EAGAIN when nothing new has come.
+    fn read(
+        &mut self,
+        input: BorrowedFd,
+        buf: &mut [u8],
+    ) -> nix::Result<Option<std::ops::Range<usize>>> {
+        let Some((r, w)) = &self.peek else {
+            return nix::unistd::read(input, buf).map(|n| (n > 0).then_some(0..n));
+        };
+        let n = nix::fcntl::tee(
+            input,
+            w,
+            buf.len(),
+            nix::fcntl::SpliceFFlags::SPLICE_F_NONBLOCK,
+        )?;
+        let mut got = 0;
+        while got < n {
+            match nix::unistd::read(r, &mut buf[got..n]) {
+                Ok(0) => break,
+                Ok(k) => got += k,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if got == 0 {
+            return Ok(None);
+        }
+        if got <= self.held {
+            // Only the unfinished line is there: take it off, or poll would never sleep.
+            self.consume(input, buf, self.held);
+            self.held = 0;
+            return Err(Errno::EAGAIN);
+        }
+        Ok(Some(self.held..got))
+    }
+
+    /// Takes off the pipe what `handled` (the new bytes just handled) let go of: everything up
+    /// to its last newline, keeping an unfinished line on the pipe.
+    fn commit(&mut self, input: BorrowedFd, handled: &[u8], scratch: &mut [u8]) {
+        if self.peek.is_none() {
+            return;
+        }
+        match memchr::memrchr(b'\n', handled) {
+            Some(i) => {
+                let done = self.held + i + 1;
+                self.consume(input, scratch, done);
+                self.held = handled.len() - i - 1;
+            }
+            None => self.held += handled.len(),
+        }
+        if self.held > HOLD_MAX {
+            self.release(input, scratch);
+        }
+    }
+
+    /// Takes the unfinished line off the pipe (when the logger stops, or it grew too long).
+    fn release(&mut self, input: BorrowedFd, scratch: &mut [u8]) {
+        let held = std::mem::take(&mut self.held);
+        self.consume(input, scratch, held);
+    }
+
+    fn consume(&self, input: BorrowedFd, scratch: &mut [u8], mut n: usize) {
+        while n > 0 {
+            let want = n.min(scratch.len());
+            match nix::unistd::read(input, &mut scratch[..want]) {
+                Ok(0) => break,
+                Ok(k) => n -= k,
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    warn(format_args!("cannot read standard input: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+}
+
 struct Logger {
     dirs: Vec<LogDir>,
     stamper: Stamper,
@@ -160,7 +268,9 @@ impl Logger {
     fn run(&mut self, signals: &SignalFd) -> ExitCode {
         let stdin = io::stdin();
         let input = stdin.as_fd();
+        let mut source = Input::new(input);
         let mut buf = vec![0u8; READ_SIZE];
+        let mut scratch = vec![0u8; 64 * 1024];
         let mut reading = true;
         // Set when input ended or SIGTERM came: the moment draining began.
         let mut stopped: Option<Instant> = None;
@@ -215,10 +325,14 @@ impl Logger {
                     _ => {}
                 }
             }
+            let mut handled = None;
             if reading && input_ready {
-                match nix::unistd::read(input, &mut buf) {
-                    Ok(0) => reading = false,
-                    Ok(n) => self.feed(&mut buf[..n], Tai64N::now()),
+                match source.read(input, &mut buf) {
+                    Ok(None) => reading = false,
+                    Ok(Some(range)) => {
+                        self.feed(&mut buf[range.clone()], Tai64N::now());
+                        handled = Some(range);
+                    }
                     Err(Errno::EINTR | Errno::EAGAIN) => {}
                     Err(e) => {
                         warn(format_args!("cannot read standard input: {e}; stopping"));
@@ -229,12 +343,18 @@ impl Logger {
 
             let now = Instant::now();
             if !reading && stopped.is_none() {
+                // What is held of an unfinished line is written below: take it off the pipe.
+                source.release(input, &mut scratch);
                 // Unlike svlogd, which drops it, an unfinished last line is written, ended.
                 self.continue_line(&[], true);
                 stopped = Some(now);
             }
             for d in &mut self.dirs {
                 d.tick(now);
+            }
+            // Only now, with what was read written (or queued), is it taken off the pipe.
+            if let Some(range) = handled {
+                source.commit(input, &buf[range], &mut scratch);
             }
             if let Some(s) = stopped {
                 let drained = self.dirs.iter().all(|d| d.unwritten() == 0);

@@ -474,7 +474,8 @@ fn websocket_upgrades_pass_through_nginx() {
     start_ok(&root);
     for cookie in ["", "Cookie: approuter_alt=beta\r\n"] {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", ports.listen)).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
         write!(
             s,
             "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{cookie}\r\n"

@@ -842,3 +842,67 @@ fn full_disk_deletes_old_files_down_to_n_min() {
     assert!(!err.contains("retrying"), "{err}");
     assert!(rotated(&log.dir).len() >= 2);
 }
+
+/// A logger killed with SIGKILL in the middle of a stream loses no line: the pipe it reads (held
+/// open by the supervisor, here by the test) keeps what it had not written, and the next logger
+/// reads it. A line may at worst appear twice.
+#[test]
+fn kill_9_of_the_logger_loses_no_line() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("config"), "s200000\nn100\n").unwrap();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let total = 40_000;
+    let writer = std::thread::spawn(move || {
+        let mut w = std::fs::File::from(w);
+        for i in 0..total {
+            // One write per line, as a program that prints whole lines does.
+            w.write_all(format!("seq {i:06} {}\n", "x".repeat(i % 90)).as_bytes())
+                .unwrap();
+            if i % 500 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    let spawn = || {
+        Proc::spawn_with_stdin(
+            approuter_svlogd().arg(&dir),
+            Stdio::from(r.try_clone().unwrap()),
+            &tmp.path().join("err"),
+        )
+    };
+    for _ in 0..12 {
+        let mut p = spawn();
+        std::thread::sleep(Duration::from_millis(30));
+        p.signal(Signal::SIGKILL);
+        p.wait(DEADLINE);
+    }
+    writer.join().unwrap();
+    // The last logger reads to the end: the test's copy of the read end is the only one left
+    // once it is dropped, and the write end is closed.
+    let mut last = spawn();
+    drop(r);
+    let st = last.wait(DEADLINE);
+    assert!(st.success(), "{}", last.stderr());
+    let text = String::from_utf8_lossy(&stream(&dir)).into_owned();
+    let mut seen = vec![false; total];
+    for line in text.lines() {
+        if let Some(n) = line
+            .split("seq ")
+            .nth(1)
+            .and_then(|s| s.get(..6))
+            .and_then(|s| s.parse::<usize>().ok())
+        {
+            seen[n] = true;
+        }
+    }
+    let missing: Vec<usize> = (0..total).filter(|&i| !seen[i]).collect();
+    assert!(
+        missing.is_empty(),
+        "{} lines lost, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
