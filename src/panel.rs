@@ -256,17 +256,7 @@ pub fn control_and_wait(
     }
     for n in &names {
         let dir = layout.service_dir().join(n);
-        control::send(&dir, bytes).map_err(|e| {
-            if e.raw_os_error() == Some(nix::libc::ENXIO)
-                || e.kind() == std::io::ErrorKind::NotFound
-            {
-                anyhow::anyhow!(
-                    "{n}: not supervised (is approuter running? `approuter start` starts it)"
-                )
-            } else {
-                anyhow::Error::new(e).context(format!("{n}: cannot write to supervise/control"))
-            }
-        })?;
+        control::send(&dir, bytes).map_err(|e| control_error(n, &dir, e))?;
     }
     let deadline = Instant::now() + timeout;
     let mut all_done = false;
@@ -284,6 +274,25 @@ pub fn control_and_wait(
     }
     status_cmd(layout, &names, false).context("reading status")?;
     Ok(all_done)
+}
+
+/// Why a control byte could not be written, said so the operator knows what to do.
+fn control_error(name: &str, dir: &Path, e: std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let supervised = status::probe(dir) == Probe::Supervised;
+    match e.kind() {
+        ErrorKind::NotFound if supervised => anyhow::anyhow!(
+            "{name}: supervise/control is missing; svscan recreates it within a minute, or at once on SIGHUP (kill -HUP its pid)"
+        ),
+        ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "{name}: permission denied on {}/supervise/control; only the user approuter runs as may control services",
+            dir.display()
+        ),
+        _ if e.raw_os_error() == Some(nix::libc::ENXIO) || e.kind() == ErrorKind::NotFound => {
+            anyhow::anyhow!("{name}: not supervised (is approuter running? `approuter start` starts it)")
+        }
+        _ => anyhow::Error::new(e).context(format!("{name}: cannot write to supervise/control")),
+    }
 }
 
 pub fn is_up(st: &Status) -> bool {

@@ -64,6 +64,18 @@ impl Report {
     }
 }
 
+/// Fault injection for the fault suite: with `APPROUTER_FAILPOINT=<step>` in its environment,
+/// sync stops at that step of a production update (after-fetch, after-reset, health-wait,
+/// after-switch) and waits to be killed, so a test can end it at an exact point.
+fn failpoint(r: &Report, step: &str) {
+    if std::env::var("APPROUTER_FAILPOINT").as_deref() == Ok(step) {
+        r.say(&format!("failpoint {step}: waiting to be killed"));
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
 /// The sync lock, held for the whole run; it holds the pid of the sync that has it.
 fn lock(layout: &Layout, wait: bool) -> Result<Result<File, String>> {
     fs::create_dir_all(layout.run_dir())?;
@@ -356,8 +368,10 @@ fn production(
     let inst = plan.prod(inactive);
     let dir = checkout_of(layout, inst);
     let begin = Instant::now();
-    let fetched = git::fetch(&dir, url, branch)
-        .and_then(|oid| git::checkout(&dir, url, branch, oid).map(|()| oid));
+    let fetched = git::fetch(&dir, url, branch).and_then(|oid| {
+        failpoint(r, "after-fetch");
+        git::checkout(&dir, url, branch, oid).map(|()| oid)
+    });
     let oid = match fetched {
         Ok(oid) => oid,
         Err(e) => {
@@ -367,12 +381,15 @@ fn production(
             return Ok(());
         }
     };
+    failpoint(r, "after-reset");
     restart(layout, inst.name.as_str(), plan.settings.stop_grace_secs)?;
+    failpoint(r, "health-wait");
     let started = Instant::now();
     let deadline = started + Duration::from_secs(plan.settings.health_timeout_secs);
     match health::wait_healthy(inst.port, &plan.settings.health_path, deadline) {
         Ok(took) => {
             system::switch_to(layout, config, plan.clone(), inactive)?;
+            failpoint(r, "after-switch");
             state::save_failed(layout, None)?;
             r.say(&format!(
                 "production: {} -> {} on {}, healthy after {:.1}s, switched ({:.1}s in all); {} keeps {} for `approuter switch`",

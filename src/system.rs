@@ -179,6 +179,7 @@ pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
     let log_dir = layout.log_dir("svscan");
     fs::create_dir_all(&log_dir)
         .with_context(|| format!("{}: cannot create", log_dir.display()))?;
+    end_old_logger(layout);
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?;
     let detach = |cmd: &mut Command| {
         // SAFETY: setsid is async-signal-safe.
@@ -235,6 +236,43 @@ pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The logger of a previous svscan that was killed ends once nothing writes to it any more;
+/// a new one could not lock the log directory before that. Wait a moment, then end it.
+fn end_old_logger(layout: &Layout) {
+    let Some(pid) = fs::read_to_string(logger_pid_path(layout))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let alive = |p| kill(Pid::from_raw(p), None).is_ok() && is_logger(p, layout);
+    let until = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if alive(pid) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let until = Instant::now() + Duration::from_secs(5);
+        while alive(pid) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Is `pid` still svscan's logger for this root (and not a process that reused the pid)?
+fn is_logger(pid: i32, layout: &Layout) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            String::from_utf8_lossy(&c)
+                .replace('\0', " ")
+                .contains(&format!(
+                    "svlogd -tt {}",
+                    layout.log_dir("svscan").display()
+                ))
+        })
+        .unwrap_or(false)
 }
 
 /// `approuter start`: checkouts, generated files, the supervisor, and a wait until every

@@ -3,12 +3,16 @@
 
 GET /            -> a page naming its branch, version, instance and pid
 GET /diagnostic  -> 200 "ok", or the status written in the file HEALTH (e.g. 500) if present
+With a file TICK_MS (e.g. 5), it also prints "tick <pid> <n>" every so many milliseconds, n
+counting from 1: a gap-free sequence in its log shows that no line was lost.
 GET /echo with "Upgrade: websocket" -> 101, then every byte sent comes back (a tunnel, enough to
                   see an upgraded connection pass through nginx; not a WebSocket implementation)
 """
 import http.server
 import os
 import sys
+import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -25,6 +29,20 @@ BRANCH = read("BRANCH", "unknown")
 VERSION = read("VERSION", "0")
 INSTANCE = os.environ.get("APPROUTER_INSTANCE", "?")
 HEALTH = int(read("HEALTH", "200") or "200")
+TICK_MS = int(read("TICK_MS", "0") or "0")
+
+
+def say(line):
+    """One line to stdout in one write: lines from several threads never mix."""
+    os.write(1, (line + "\n").encode())
+
+
+def tick():
+    n = 0
+    while True:
+        n += 1
+        say(f"tick {os.getpid()} {n}")
+        time.sleep(TICK_MS / 1000)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -69,8 +87,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
     def log_message(self, fmt, *args):
-        sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
-        sys.stdout.flush()
+        say("%s %s" % (self.address_string(), fmt % args))
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -86,5 +103,7 @@ class Server(http.server.ThreadingHTTPServer):
 
 if __name__ == "__main__":
     port = int(sys.argv[1])
-    print(f"demo app {BRANCH} version {VERSION} listening on 127.0.0.1:{port}", flush=True)
+    say(f"demo app {BRANCH} version {VERSION} listening on 127.0.0.1:{port}")
+    if TICK_MS > 0:
+        threading.Thread(target=tick, daemon=True).start()
     Server(("127.0.0.1", port), Handler).serve_forever()

@@ -132,18 +132,18 @@ pub fn run(opts: Options) -> Result<i32> {
         next_full_scan: now + FULL_SCAN_EVERY,
         shutting_down: false,
     };
-    eprintln!(
-        "approuter svscan: supervising {} (pid {})",
+    super::say(format_args!(
+        "supervising {} (pid {})",
         sc.dir.display(),
         std::process::id()
-    );
+    ));
     sc.scan(true);
 
     let mut events = vec![EpollEvent::empty(); 64];
     loop {
         sc.settle(Instant::now());
         if sc.shutting_down && sc.by_name.is_empty() {
-            eprintln!("approuter svscan: every service is down; exiting");
+            super::say(format_args!("every service is down; exiting"));
             return Ok(0);
         }
         let timeout = sc
@@ -317,10 +317,23 @@ impl Scanner {
             self.add(&name, id, now);
         }
         if full {
-            for svc in self.slots.iter_mut().flatten() {
-                svc.main.repair_fifos();
+            // Undo what others did to the supervise/ files: a deleted FIFO, a truncated status.
+            for (slot, svc) in self.slots.iter_mut().enumerate() {
+                let Some(svc) = svc else { continue };
+                // A new control FIFO replaces the old descriptor, which closing took out of epoll.
+                let watch = |fd: &File, part| {
+                    let ev = EpollEvent::new(EpollFlags::EPOLLIN, token(slot, part));
+                    if let Err(e) = self.epoll.add(fd, ev) {
+                        super::say(format_args!("cannot watch a recreated control FIFO: {e}"));
+                    }
+                };
+                if svc.main.repair() {
+                    watch(svc.main.control_fd(), Part::Main);
+                }
                 if let Some(log) = &mut svc.log {
-                    log.repair_fifos();
+                    if log.repair() {
+                        watch(log.control_fd(), Part::Log);
+                    }
                 }
             }
         }
@@ -350,7 +363,7 @@ impl Scanner {
                     result = result.and(reg(cap.as_fd(), Part::Capture));
                 }
                 if let Err(e) = result {
-                    eprintln!("approuter svscan: {name}: cannot watch its control FIFO: {e}");
+                    super::say(format_args!("{name}: cannot watch its control FIFO: {e}"));
                 }
                 // The log first, as runsv does, so the service's first lines have a reader.
                 if let Some(pid) = svc.log.as_mut().and_then(|l| l.start_if_wanted(now)) {
@@ -364,7 +377,7 @@ impl Scanner {
             }
             Err(msg) => {
                 if self.refused.get(name) != Some(&msg) {
-                    eprintln!("approuter svscan: {name}: {msg}");
+                    super::say(format_args!("{name}: {msg}"));
                     self.refused.insert(name.to_string(), msg);
                 }
             }
@@ -396,15 +409,29 @@ impl Scanner {
         // thousand services within an unprivileged user's pipe budget.
         let _ = fcntl(&cap_r, FcntlArg::F_SETPIPE_SZ(4096));
         set_nonblocking(&cap_r).map_err(|e| format!("cannot set up a pipe: {e}"))?;
+        // stderr goes down the same pipe (runsv leaves it on its own stderr): what a service
+        // says on stderr belongs in its log, and then no service holds svscan's own output
+        // open, so svscan's logger ends with svscan.
         let main_io = Io {
+            stderr: Some(
+                out_w
+                    .try_clone()
+                    .map_err(|e| format!("cannot set up a pipe: {e}"))?,
+            ),
             stdout: Some(out_w),
             ..Io::default()
         };
         let main = Unit::open(&path, name.to_string(), false, main_io, self.grace)?;
+        // Whatever the logger itself prints, on stdout or stderr, is svscan's to read: then no
+        // process of a service holds svscan's own output open either.
         let log_io = Io {
             stdin: Some(out_r),
+            stdout: Some(
+                cap_w
+                    .try_clone()
+                    .map_err(|e| format!("cannot set up a pipe: {e}"))?,
+            ),
             stderr: Some(cap_w),
-            ..Io::default()
         };
         let log = Unit::open(&log_dir, format!("{name}/log"), true, log_io, self.grace)?;
         Ok(Service {
@@ -423,7 +450,7 @@ impl Scanner {
         match Signal::try_from(signo) {
             Ok(Signal::SIGCHLD) => self.reap(now),
             Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) if !self.shutting_down => {
-                eprintln!("approuter svscan: stopping every service");
+                super::say(format_args!("stopping every service"));
                 self.shutting_down = true;
                 for svc in self.slots.iter_mut().flatten() {
                     svc.main.exit(now);
@@ -533,16 +560,13 @@ impl Scanner {
                 }
                 if !svc.removed && !self.shutting_down {
                     self.exited.insert(svc.id);
-                    eprintln!(
-                        "approuter svscan: {}: exited; no longer supervised",
-                        svc.name
-                    );
+                    super::say(format_args!("{}: exited; no longer supervised", svc.name));
                 }
                 self.by_name.remove(&svc.name);
                 self.pids.retain(|_, (s, _)| *s != slot);
                 // `x` to every service ends svscan, as SIGTERM does.
                 if self.by_name.is_empty() && !self.exited.is_empty() && !self.shutting_down {
-                    eprintln!("approuter svscan: every service has exited");
+                    super::say(format_args!("every service has exited"));
                     self.shutting_down = true;
                 }
             }

@@ -240,8 +240,22 @@ impl Unit {
         &self.control
     }
 
-    /// Recreates `control` or `ok` if someone removed them, so clients can reach us again.
-    pub fn repair_fifos(&mut self) {
+    /// Recreates `control` or `ok` if someone removed them, so clients can reach us again, and
+    /// writes the status files anew (one may have been truncated or edited). True when the
+    /// control FIFO is a new one, which the caller must watch instead of the old.
+    pub fn repair(&mut self) -> bool {
+        let new_control = self.repair_fifos();
+        let sup = status::supervise_dir(&self.dir);
+        let intact = status::read(&self.dir).ok().and_then(Result::ok) == Some(self.status());
+        if !intact && sup.exists() {
+            self.note("rewrote a damaged supervise/status");
+            self.publish();
+        }
+        new_control
+    }
+
+    fn repair_fifos(&mut self) -> bool {
+        let mut new_control = false;
         let sup = status::supervise_dir(&self.dir);
         let is_fifo = |name: &str| {
             fs::symlink_metadata(sup.join(name))
@@ -251,6 +265,7 @@ impl Unit {
         if !is_fifo(status::CONTROL) {
             if let Ok(f) = open_control(&sup) {
                 self.control = f;
+                new_control = true;
                 self.note("recreated supervise/control");
             }
         }
@@ -260,6 +275,7 @@ impl Unit {
                 self.note("recreated supervise/ok");
             }
         }
+        new_control
     }
 
     pub fn status(&self) -> Status {
@@ -285,10 +301,10 @@ impl Unit {
             Ok(()) => self.publish_failed = false,
             Err(e) if !self.publish_failed => {
                 self.publish_failed = true;
-                eprintln!(
-                    "approuter svscan: {}: cannot write supervise/status: {e}",
+                super::say(format_args!(
+                    "{}: cannot write supervise/status: {e}",
                     self.label
-                );
+                ));
             }
             Err(_) => {}
         }
@@ -300,7 +316,7 @@ impl Unit {
 
     /// Says something about this unit on svscan's stderr and keeps it for `approuter status`.
     pub fn note(&mut self, msg: &str) {
-        eprintln!("approuter svscan: {}: {msg}", self.label);
+        super::say(format_args!("{}: {msg}", self.label));
         self.extra.message = msg.to_string();
         self.extra.message_time = unix_now();
         self.save_extra();

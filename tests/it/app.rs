@@ -315,3 +315,26 @@ impl Drop for Load {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// stdout and stderr of a command, for assertion messages.
+pub fn out(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A root with the demo app's repository, configured on free ports and started.
+pub fn started(alternates: &[&str]) -> (Root, AppRepo, Ports) {
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    let ports = configure(&root, &repo.url(), alternates, 20);
+    let o = root
+        .cmd(&["start"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "start: {}", out(&o));
+    (root, repo, ports)
+}

@@ -3,16 +3,8 @@
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
 
-use crate::app::{self, configure, get, AppRepo, Load};
+use crate::app::{self, configure, get, out, AppRepo, Load};
 use crate::util::{processes_under, wait_until, Root};
-
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn start(root: &Root) -> std::process::Output {
     root.cmd(&["start"])

@@ -3,29 +3,8 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use crate::app::{self, configure, get, AppRepo, Load, Ports};
+use crate::app::{self, configure, get, out, started, AppRepo, Load};
 use crate::util::{processes_under, wait_until, write_exec, Root};
-
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn started(alternates: &[&str]) -> (Root, AppRepo, Ports) {
-    let root = Root::new();
-    let repo = AppRepo::new(&root);
-    let ports = configure(&root, &repo.url(), alternates, 20);
-    let o = root
-        .cmd(&["start"])
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "start: {}", out(&o));
-    (root, repo, ports)
-}
 
 fn sync(root: &Root, args: &[&str]) -> std::process::Output {
     let mut a = vec!["sync"];

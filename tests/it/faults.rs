@@ -1,0 +1,616 @@
+//! The fault suite: kill -9 of every part, a crash loop, a full disk, syncs killed midway, damaged files and hostile input; service resumes and nothing is lost.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::app::{self, configure, get, out, AppRepo, Load, Ports};
+use crate::util::{one_line_error, snapshot, wait_until, Root};
+
+/// A started environment whose production app prints a numbered tick every 5 ms.
+fn ticking(alternates: &[&str], health_timeout: u64) -> (Root, AppRepo, Ports) {
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    repo.commit("main", &[("TICK_MS", "5")], "tick");
+    let ports = configure(&root, &repo.url(), alternates, health_timeout);
+    (root, repo, ports)
+}
+
+fn start(root: &Root) -> std::process::Output {
+    root.cmd(&["start"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap()
+}
+
+/// (main pid, log pid) of a service, from `status --json`.
+fn pids(root: &Root, svc: &str) -> (Option<i32>, Option<i32>) {
+    let o = root.cmd(&["status", "--json", svc]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    let pid = |k: &str| v[0][k]["pid"].as_i64().map(|p| p as i32);
+    (pid("main"), pid("log"))
+}
+
+fn svscan_pid(root: &Root) -> i32 {
+    fs::read_to_string(root.var("service/.svscan.lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn sigkill(pid: i32) {
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+}
+
+fn ok(port: u16) -> bool {
+    get(port, "/", None).is_ok_and(|r| r.status == 200)
+}
+
+/// Processes whose command line contains `needle`.
+fn count(needle: &str) -> usize {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+/// Every `tick <pid> <n>` line in a log directory (rotated files and current), by pid: the
+/// numbers each process printed, as far as they reached the log.
+fn ticks(dir: &Path) -> BTreeMap<u32, Vec<u64>> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('@') || n == "current")
+        .collect();
+    names.sort();
+    let mut by_pid: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for n in names {
+        for line in fs::read_to_string(dir.join(n)).unwrap_or_default().lines() {
+            let mut w = line.split_whitespace().skip_while(|w| *w != "tick").skip(1);
+            if let (Some(p), Some(k)) = (w.next(), w.next()) {
+                if let (Ok(p), Ok(k)) = (p.parse(), k.parse()) {
+                    by_pid.entry(p).or_default().push(k);
+                }
+            }
+        }
+    }
+    by_pid
+}
+
+/// Numbers missing from each process's sequence (it starts at 1; repeats are allowed).
+fn gaps(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (pid, mut ns) in ticks(dir) {
+        ns.sort_unstable();
+        ns.dedup();
+        let max = *ns.last().unwrap();
+        if ns.len() as u64 != max {
+            let missing: Vec<u64> = (1..=max)
+                .filter(|k| ns.binary_search(k).is_err())
+                .take(5)
+                .collect();
+            out.push(format!(
+                "pid {pid}: {} of {max} missing, first {missing:?}",
+                max - ns.len() as u64
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn kill_9_of_each_part_while_serving_resumes_without_duplicates_or_lost_lines() {
+    let (root, _repo, ports) = ticking(&["beta"], 30);
+    assert!(start(&root).status.success());
+    let load = Load::start(ports.listen, 2);
+    let resumes = |what: &str| {
+        assert!(
+            wait_until(20.0, || ok(ports.listen)),
+            "service did not resume after killing {what}"
+        );
+    };
+
+    // An instance (the active one): restarted, new pid.
+    let (old, _) = pids(&root, "instance1");
+    sigkill(old.unwrap());
+    assert!(wait_until(10.0, || pids(&root, "instance1")
+        .0
+        .is_some_and(|p| Some(p) != old)));
+    resumes("instance1");
+
+    // A log service: restarted; the pipe kept what it had not written.
+    let (_, old) = pids(&root, "instance1");
+    sigkill(old.unwrap());
+    assert!(wait_until(10.0, || pids(&root, "instance1")
+        .1
+        .is_some_and(|p| Some(p) != old)));
+
+    // nginx: its workers are ended with it, a new master takes the port.
+    let (old, _) = pids(&root, "nginx");
+    sigkill(old.unwrap());
+    assert!(wait_until(10.0, || pids(&root, "nginx")
+        .0
+        .is_some_and(|p| Some(p) != old)));
+    resumes("nginx");
+
+    // The supervisor: everything keeps serving; the next start brings a new one that ends the
+    // old processes before starting its own.
+    sigkill(svscan_pid(&root));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        ok(ports.listen),
+        "services keep serving without their supervisor"
+    );
+    let o = start(&root);
+    assert!(o.status.success(), "{}", out(&o));
+    resumes("svscan");
+    std::thread::sleep(Duration::from_millis(500));
+    let res = load.finish();
+    assert!(res.ok > 100, "{} requests", res.ok);
+
+    // Exactly one of everything.
+    for port in [ports.prod[0], ports.prod[1], ports.alt_base] {
+        assert_eq!(
+            count(&format!("server.py {port}")),
+            1,
+            "instances on {port}: {}\n{}\n{}",
+            out(&root.cmd(&["status"]).output().unwrap()),
+            fs::read_to_string(root.var("log/beta/current")).unwrap_or_default(),
+            fs::read_to_string(root.var("log/svscan/current")).unwrap_or_default()
+        );
+    }
+    let conf = root.var("nginx/nginx.conf");
+    let masters = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                c.starts_with("nginx: master process") && c.contains(&conf.display().to_string())
+            })
+        })
+        .count();
+    assert_eq!(masters, 1, "nginx masters");
+    let needle = format!("svscan --grace 3 {}", root.var("service").display());
+    assert_eq!(
+        count(&needle),
+        1,
+        "{needle}: {}",
+        String::from_utf8_lossy(
+            &Command::new("ps")
+                .args(["-eo", "args"])
+                .output()
+                .unwrap()
+                .stdout
+        )
+        .lines()
+        .filter(|l| l.contains("svscan"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+    );
+    let st = root.cmd(&["status"]).output().unwrap();
+    assert!(st.status.success(), "{}", out(&st));
+
+    // Not a tick lost, in any process's sequence, across every kill.
+    std::thread::sleep(Duration::from_millis(300));
+    for inst in ["instance1", "instance2"] {
+        let dir = root.var(&format!("log/{inst}"));
+        let t = ticks(&dir);
+        assert!(t.len() >= 2, "{inst}: ticks from {} processes", t.len());
+        let g = gaps(&dir);
+        assert!(g.is_empty(), "{inst}: {g:?}");
+    }
+}
+
+#[test]
+fn a_crash_loop_for_a_minute_costs_little_and_shows() {
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    app::git(&repo.dir, &["branch", "crashy", "main"]);
+    repo.commit(
+        "crashy",
+        &[("start", "#!/bin/sh\necho crashing\nexit 1")],
+        "crash",
+    );
+    let ports = configure(&root, &repo.url(), &["crashy"], 3);
+    let o = start(&root);
+    assert!(!o.status.success(), "crashy is not healthy");
+    assert!(
+        out(&o).contains("approuter: crashy is not healthy"),
+        "{}",
+        out(&o)
+    );
+    let svscan = svscan_pid(&root);
+    let cpu = |pid: i32| -> u64 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let f: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 1)..]
+            .split_whitespace()
+            .collect();
+        f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let log = pids(&root, "crashy").1.unwrap();
+    let before = cpu(svscan) + cpu(log);
+    let t0 = Instant::now();
+    let load = Load::start(ports.listen, 1);
+    while t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let res = load.finish();
+    let used = (cpu(svscan) + cpu(log) - before) as f64 / 100.0;
+    let share = used / t0.elapsed().as_secs_f64();
+    assert!(
+        share < 0.05,
+        "approuter used {:.1}% of a core",
+        share * 100.0
+    );
+    assert!(
+        res.failures.is_empty() && res.ok > 100,
+        "production kept serving: {} ok, {:?}",
+        res.ok,
+        &res.failures[..res.failures.len().min(3)]
+    );
+    let st = root.cmd(&["status", "crashy"]).output().unwrap();
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(text.starts_with("[+ !++ +++]  crashy"), "{text}");
+    assert!(text.contains("crash loop: exit 1"), "{text}");
+    assert_eq!(st.status.code(), Some(1));
+    let starts = fs::read_to_string(root.var("log/crashy/current"))
+        .unwrap()
+        .matches("crashing")
+        .count();
+    assert!(
+        (4..=10).contains(&starts),
+        "{starts} starts in a minute of backoff"
+    );
+}
+
+/// A small tmpfs mounted for a test, unmounted (lazily) when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        st.success().then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_log_disk_never_stops_service_and_logging_resumes() {
+    let (root, _repo, ports) = ticking(&[], 30);
+    let Some(_disk) = Tmpfs::mount(&root.var("log"), "4m") else {
+        eprintln!("skipping: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    assert!(start(&root).status.success());
+    let load = Load::start(ports.listen, 1);
+    // Fill the disk.
+    let filler = root.var("log/filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![b'x'; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+    }
+    let status_says = |what: &str| {
+        String::from_utf8_lossy(&root.cmd(&["status", "instance1"]).output().unwrap().stdout)
+            .contains(what)
+    };
+    assert!(
+        wait_until(15.0, || status_says("No space left on device")),
+        "status: {}",
+        String::from_utf8_lossy(&root.cmd(&["status"]).output().unwrap().stdout)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(ok(ports.listen), "instances keep serving on a full disk");
+    let newest = || {
+        ticks(&root.var("log/instance1"))
+            .values()
+            .map(|v| v.iter().copied().max().unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+    };
+    let stuck = newest();
+    fs::remove_file(&filler).unwrap();
+    assert!(
+        wait_until(15.0, || newest() > stuck + 100),
+        "logging did not resume"
+    );
+    assert!(
+        wait_until(10.0, || status_says("writing again")),
+        "status tells the recovery"
+    );
+    let res = load.finish();
+    assert!(
+        res.failures.is_empty(),
+        "{:?}",
+        &res.failures[..res.failures.len().min(3)]
+    );
+    assert!(root.cmd(&["shutdown"]).output().unwrap().status.success());
+}
+
+#[test]
+fn sync_killed_at_each_step_is_completed_by_the_next_and_production_never_fails() {
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    let ports = configure(&root, &repo.url(), &[], 20);
+    assert!(start(&root).status.success());
+    let load = Load::start(ports.listen, 2);
+    let mut version = 1;
+    for step in ["after-fetch", "after-reset", "health-wait", "after-switch"] {
+        for sig in [Signal::SIGTERM, Signal::SIGKILL] {
+            version += 1;
+            repo.commit("main", &[("VERSION", &version.to_string())], "next");
+            let mut sync = std::process::Command::new(assert_cmd::cargo::cargo_bin("approuter"))
+                .arg("--root")
+                .arg(root.path())
+                .arg("sync")
+                .env("APPROUTER_FAILPOINT", step)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut reader = std::io::BufReader::new(sync.stdout.take().unwrap());
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+                assert!(n > 0, "sync ended before reaching {step}");
+                if line.contains(&format!("failpoint {step}")) {
+                    break;
+                }
+            }
+            kill(Pid::from_raw(sync.id() as i32), sig).unwrap();
+            sync.wait().unwrap();
+            assert!(
+                ok(ports.listen),
+                "production serves after sync was killed at {step}"
+            );
+            let o = root
+                .cmd(&["sync"])
+                .timeout(Duration::from_secs(60))
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{step} {sig:?}: {}", out(&o));
+            let r = get(ports.listen, "/", None).unwrap();
+            assert_eq!(
+                r.header("x-app-version"),
+                Some(version.to_string().as_str()),
+                "after a sync killed at {step} by {sig:?}, the next one completes"
+            );
+        }
+    }
+    let res = load.finish();
+    assert!(
+        res.failures.is_empty(),
+        "production never failed: {:?}",
+        &res.failures[..res.failures.len().min(5)]
+    );
+}
+
+#[test]
+fn damaged_supervise_files_are_reported_and_repaired() {
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    configure(&root, &repo.url(), &[], 20);
+    assert!(start(&root).status.success());
+    let svscan = svscan_pid(&root);
+    let status_file = root.var("service/instance2/supervise/status");
+
+    // A truncated status: E, the reason, exit 1; then rewritten at the next full scan.
+    let bytes = fs::read(&status_file).unwrap();
+    fs::write(&status_file, &bytes[..5]).unwrap();
+    let o = root.cmd(&["status", "instance2"]).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.starts_with("[E ") && text.contains("error: ") && text.contains("bad format"),
+        "{text}"
+    );
+    assert_eq!(o.status.code(), Some(1));
+    kill(Pid::from_raw(svscan), Signal::SIGHUP).unwrap();
+    assert!(wait_until(5.0, || root
+        .cmd(&["status", "instance2"])
+        .output()
+        .unwrap()
+        .status
+        .success()));
+
+    // A deleted control FIFO: a clear error, then recreated.
+    fs::remove_file(root.var("service/instance2/supervise/control")).unwrap();
+    let err = one_line_error(&root.cmd(&["stop", "instance2"]).output().unwrap());
+    assert!(err.contains("supervise/control is missing"), "{err}");
+    kill(Pid::from_raw(svscan), Signal::SIGHUP).unwrap();
+    assert!(wait_until(5.0, || root
+        .var("service/instance2/supervise/control")
+        .exists()));
+    let o = root.cmd(&["stop", "instance2"]).output().unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let o = Command::new("sv")
+        .arg("status")
+        .arg(root.var("service/instance2"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("down: "),
+        "{}",
+        out(&o)
+    );
+}
+
+fn as_nobody(root: &Root, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    Command::new(assert_cmd::cargo::cargo_bin("approuter"))
+        .arg("--root")
+        .arg(root.path())
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .env_remove("APPROUTER_ROOT")
+        .current_dir("/")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn another_users_tree_and_unreadable_configuration_get_clear_errors() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipping: needs root to act as another user");
+        return;
+    }
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    // The target binary must be reachable by nobody.
+    configure(&root, &repo.url(), &[], 20);
+    assert!(root.cmd(&["generate"]).output().unwrap().status.success());
+    let before = snapshot(&root.managed());
+
+    // managed/var belongs to root: generate as nobody names what it cannot write.
+    let o = as_nobody(&root, &["generate"]);
+    if String::from_utf8_lossy(&o.stderr).contains("Permission denied")
+        && String::from_utf8_lossy(&o.stderr).contains("target")
+    {
+        eprintln!("skipping: the test binary is not reachable by nobody");
+        return;
+    }
+    let err = one_line_error(&o);
+    assert!(
+        err.contains("Permission denied") && err.contains("managed"),
+        "{err}"
+    );
+    assert_eq!(before, snapshot(&root.managed()), "nothing half-written");
+
+    // Controlling root's services as nobody.
+    assert!(start(&root).status.success());
+    let err = one_line_error(&as_nobody(&root, &["stop", "instance1"]));
+    assert!(
+        err.contains("permission denied") || err.contains("Permission denied"),
+        "{err}"
+    );
+    let o = as_nobody(&root, &["status"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("[E ") && text.contains("Permission denied"),
+        "{text}"
+    );
+
+    // An unreadable configuration file.
+    let conf = root.etc("approuter.toml");
+    fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let err = one_line_error(&as_nobody(&root, &["generate"]));
+    assert!(
+        err.contains("approuter.toml: cannot read: Permission denied"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hostile_input_never_reaches_nginx_shell_or_cron() {
+    // A root whose path is full of shell, cron and nginx syntax.
+    let root = Root::with_prefix("ar $(touch pwned1) `touch pwned2`; touch pwned3 ' \" % {} ");
+    let repo = AppRepo::new(&root);
+    let ports = configure(&root, &repo.url(), &["beta"], 30);
+    let o = start(&root);
+    assert!(o.status.success(), "{}", out(&o));
+    // The crontab line, run as cron would run it.
+    let crontab = fs::read_to_string(root.var("crontab")).unwrap();
+    let line = crontab
+        .lines()
+        .find(|l| l.starts_with("* * * * *"))
+        .unwrap();
+    let command = line.splitn(6, ' ').nth(5).unwrap().replace("\\%", "%");
+    let o = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(root.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(Command::new("crontab")
+        .arg("-n")
+        .arg(root.var("crontab"))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    for n in ["pwned1", "pwned2", "pwned3"] {
+        for dir in [
+            root.path().to_path_buf(),
+            PathBuf::from("/"),
+            std::env::current_dir().unwrap(),
+        ] {
+            assert!(!dir.join(n).exists(), "{n} created in {}", dir.display());
+        }
+    }
+
+    // Cookies and URLs built to break out of the routing.
+    for cookie in [
+        "approuter_alt=beta\"",
+        "approuter_alt=../../etc/passwd",
+        "approuter_alt=127.0.0.1:22",
+        "approuter_alt=$approuter_backend",
+        "approuter_alt=beta; approuter_alt=instance2",
+        "approuter_alt=approuter_production",
+        "approuter_alt=",
+    ] {
+        let r = get(ports.listen, "/", Some(cookie)).unwrap();
+        assert_eq!(r.status, 200, "{cookie}");
+        let by = r.header("x-served-by").unwrap();
+        assert!(
+            by == "instance1" || (cookie.contains("beta;") && by == "beta"),
+            "{cookie}: served by {by}"
+        );
+    }
+    let r = get(
+        ports.listen,
+        "/set_alt_cookie_beta%0d%0aX-Evil:%201.html",
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.header("x-evil").is_none());
+    let r = get(
+        ports.listen,
+        "/set_alt_cookie_$approuter_backend.html",
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 404);
+
+    // Transports that run commands are refused before anything happens.
+    let fresh = Root::new();
+    configure(&fresh, "ext::sh -c touch% /tmp/approuter-pwned", &[], 5);
+    let err = one_line_error(&start(&fresh));
+    assert!(err.contains("`ext::` transports are refused"), "{err}");
+    assert!(!Path::new("/tmp/approuter-pwned").exists());
+    let err = one_line_error(&fresh.cmd(&["init", "--repo", "fd::17"]).output().unwrap());
+    assert!(err.contains("transports are refused"), "{err}");
+}
