@@ -59,27 +59,6 @@ enum Cmd {
         #[arg(long, value_name = "BRANCH")]
         prod_branch: Option<String>,
     },
-    /// Write service directories, nginx configuration and crontab under managed/var from the configuration
-    Generate,
-    /// Supervise every service directory in DIR, in the foreground (runit/daemontools compatible)
-    Svscan {
-        /// The directory of service directories
-        dir: PathBuf,
-        /// Seconds a stopping service gets between TERM and KILL
-        #[arg(long, value_name = "SECS", default_value_t = 10)]
-        grace: u64,
-    },
-    /// Show each service in perpls's panel: [+ +++ +++]  name  uptime: main/log  pids: main/log
-    Status {
-        /// Services to show [default: all]
-        services: Vec<String>,
-        /// Also show each instance's branch, commit, port and role
-        #[arg(short, long)]
-        long: bool,
-        /// Print the same facts as a JSON array
-        #[arg(long)]
-        json: bool,
-    },
     /// Without arguments: clone, generate, start everything and wait until healthy. With names: bring those services up
     Start {
         /// Services to start (see `approuter status` for their names) [default: the whole environment]
@@ -93,6 +72,17 @@ enum Cmd {
     },
     /// Stop every service, nginx included, and the supervisor
     Shutdown,
+    /// Show each service in perpls's panel: [+ +++ +++]  name  uptime: main/log  pids: main/log
+    Status {
+        /// Services to show [default: all]
+        services: Vec<String>,
+        /// Also show each instance's branch, commit, port and role
+        #[arg(short, long)]
+        long: bool,
+        /// Print the same facts as a JSON array
+        #[arg(long)]
+        json: bool,
+    },
     /// Send production traffic to the other production instance (instant rollback)
     #[command(alias = "switch_nginx_config", alias = "switch-nginx-config")]
     Switch {
@@ -117,12 +107,22 @@ enum Cmd {
         #[arg(short, long)]
         verbose: bool,
     },
-    /// Create a demo application repository (branches main and beta), configure it and start it
-    Demo,
-    /// Append stdin to svlogd-style log directories, as runit's svlogd does (every log/run uses it)
-    Svlogd(svlogd::Args),
     /// Print the last lines of services' logs; -f follows them
     Logs(logs::Args),
+    /// Write service directories, nginx configuration and crontab under managed/var from the configuration
+    Generate,
+    /// Create a demo application repository (branches main and beta), configure it and start it
+    Demo,
+    /// Supervise every service directory in DIR, in the foreground (runit/daemontools compatible)
+    Svscan {
+        /// The directory of service directories
+        dir: PathBuf,
+        /// Seconds a stopping service gets between TERM and KILL
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        grace: u64,
+    },
+    /// Append stdin to svlogd-style log directories, as runit's svlogd does (every log/run uses it)
+    Svlogd(svlogd::Args),
 }
 
 fn main() -> ExitCode {

@@ -32,6 +32,35 @@ pub fn is_recorded_leader(pid: u32, since_unix: u64) -> bool {
     start_time(pid).is_some_and(|t| t.abs_diff(since_unix) <= 2)
 }
 
+/// True when some process of group `pgid` is still alive (not a zombie). A group left by a
+/// supervisor that was killed is reaped by init, maybe late: its zombies must not keep the
+/// service from starting again.
+pub fn group_has_live_members(pgid: i32) -> bool {
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return true;
+    };
+    procs.flatten().any(|p| {
+        if !p
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return false;
+        }
+        let Ok(stat) = fs::read_to_string(p.path().join("stat")) else {
+            return false;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            return false;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        // ppid, then pgrp
+        let pgrp = f.nth(1).and_then(|g| g.parse::<i32>().ok());
+        pgrp == Some(pgid) && state != "Z" && state != "X"
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +75,12 @@ mod tests {
         let t = start_time(me).expect("own start time");
         assert!(t <= now + 1 && now - t < 600, "started {t}, now {now}");
         assert!(start_time(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn live_group_members() {
+        let own = nix::unistd::getpgrp().as_raw();
+        assert!(group_has_live_members(own));
+        assert!(!group_has_live_members(i32::MAX));
     }
 }

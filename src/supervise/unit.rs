@@ -705,7 +705,12 @@ impl Unit {
     }
 }
 
-/// True when no process is left in the group (ESRCH); a group we may not signal counts as alive.
+/// True when no live process is left in the group: none at all (ESRCH), or only zombies that
+/// are not ours to reap. A group we may not signal counts as alive.
 fn group_is_empty(pgid: Pid) -> bool {
-    matches!(killpg(pgid, None), Err(Errno::ESRCH))
+    match killpg(pgid, None) {
+        Err(Errno::ESRCH) => true,
+        Ok(()) => !procfs::group_has_live_members(pgid.as_raw()),
+        Err(_) => false,
+    }
 }
