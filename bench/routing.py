@@ -194,7 +194,7 @@ def main():
             raise SystemExit("the production backend did not answer")
 
         print(f"routing benchmark: wrk -t{threads} -c{conns}, {rounds} rounds x {seconds} s per proxy and cell, "
-              f"alternating approuter/plain; medians", flush=True)
+              f"approuter / plain / plain + keepalive in turn; medians; backend: a one-worker nginx", flush=True)
         print(f"machine: {common.machine()}; load before: {common.loadavg():.2f}", flush=True)
         for n in counts:
             ours = Ours(exe, tmp, repo, n, ports, env)
