@@ -207,6 +207,18 @@ def loadavg():
         return float(f.read().split()[0])
 
 
+def settle(limit=None):
+    """Waits up to `limit` seconds (SETTLE, default 120) for the 1-minute load average to fall
+    below 1, so that one part's processes (a thousand services stopping) do not weigh on the next
+    part's numbers. Returns the seconds waited."""
+    limit = float(os.environ.get("SETTLE", "120")) if limit is None else limit
+    waited = 0
+    while loadavg() >= 1.0 and waited < limit:
+        time.sleep(5)
+        waited += 5
+    return waited
+
+
 def pss_kib(pid):
     """PSS of one process, from /proc/PID/smaps_rollup; 0 when it is gone."""
     try:

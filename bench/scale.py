@@ -303,8 +303,10 @@ def main():
         if "generate" in parts:
             bench_generate(exe, tmp, runs)
         if "status" in parts:
+            common.settle()
             bench_status(exe, tmp, status_runs)
         if "sync" in parts:
+            common.settle()
             bench_sync(exe, tmp, runs)
     finally:
         common.sweep(tmp)
