@@ -64,6 +64,61 @@ def demo_repo(d, files=None):
     git(d, "commit", "-q", "-m", "v1")
 
 
+# A fast application, so that what a benchmark measures is the proxy in front of it: `./start PORT`
+# runs a one-worker nginx that answers every path (the health path too) with 200 "ok\n". nginx
+# needs a prefix directory for its pid and temp files; it gets a fresh one under $TMPDIR, which
+# the benchmarks point into their own temp directory.
+STATIC_START = r"""#!/bin/sh
+set -e
+port=$1
+dir=$(mktemp -d "${TMPDIR:-/tmp}/ar-bench-backend.XXXXXX")
+cat >"$dir/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+pid nginx.pid;
+error_log stderr;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path client_body_temp;
+    proxy_temp_path proxy_temp;
+    fastcgi_temp_path fastcgi_temp;
+    uwsgi_temp_path uwsgi_temp;
+    scgi_temp_path scgi_temp;
+    server {
+        listen 127.0.0.1:$port;
+        location / { return 200 "ok\n"; }
+    }
+}
+EOF
+exec nginx -p "$dir/" -c "$dir/nginx.conf" -e stderr
+"""
+
+
+def static_repo(d):
+    """A git repository, branch main, whose application is STATIC_START's nginx."""
+    demo_repo(d, {"start": STATIC_START, "VERSION": "1\n"})
+
+
+def branches(d, names):
+    """Creates branches `names` at HEAD, cheaply (one update-ref for all)."""
+    head = git(d, "rev-parse", "HEAD")
+    stdin = "".join(f"create refs/heads/{n} {head}\n" for n in names)
+    subprocess.run(["git", "update-ref", "--stdin"], cwd=d, input=stdin, text=True, check=True)
+
+
+def sweep(tmp):
+    """Kills every process whose working directory lies in `tmp`."""
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if os.readlink(f"/proc/{p}/cwd").startswith(tmp):
+                    os.kill(int(p), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def commit(d, name, text, msg):
     with open(os.path.join(d, name), "w") as f:
         f.write(text)
@@ -91,18 +146,13 @@ class Env:
             f.write(f"listen_port = {self.listen}\nprod_ports = [{self.prod[0]}, {self.prod[1]}]\n"
                     f"alternate_base_port = {self.alt_base}\nstop_grace_secs = 3\n")
 
-    def run(self, *args, check=True):
-        return subprocess.run([self.exe, "--root", self.root, *args], capture_output=True, text=True, check=check)
+    def run(self, *args, check=True, env=None):
+        return subprocess.run([self.exe, "--root", self.root, *args], capture_output=True, text=True,
+                              check=check, env=env)
 
     def close(self):
         subprocess.run([self.exe, "--root", self.root, "shutdown"], capture_output=True)
-        for p in os.listdir("/proc"):
-            if p.isdigit():
-                try:
-                    if os.readlink(f"/proc/{p}/cwd").startswith(self.tmp):
-                        os.kill(int(p), signal.SIGKILL)
-                except OSError:
-                    pass
+        sweep(self.tmp)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
@@ -151,6 +201,36 @@ def wait_http(port, path="/", timeout=30):
     return False
 
 
+def loadavg():
+    """The 1-minute load average, to print next to every result."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def settle(limit=None):
+    """Waits up to `limit` seconds (SETTLE, default 120) for the 1-minute load average to fall
+    below 1, so that one part's processes (a thousand services stopping) do not weigh on the next
+    part's numbers. Returns the seconds waited."""
+    limit = float(os.environ.get("SETTLE", "120")) if limit is None else limit
+    waited = 0
+    while loadavg() >= 1.0 and waited < limit:
+        time.sleep(5)
+        waited += 5
+    return waited
+
+
+def pss_kib(pid):
+    """PSS of one process, from /proc/PID/smaps_rollup; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def machine():
     """One line describing this machine, for the results."""
     cpu = "?"
@@ -166,3 +246,59 @@ def machine():
     kernel = os.uname().release
     nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     return f"{cores} x {cpu}, {mem} GiB, Linux {kernel}, {nginx}"
+
+
+def _busy_ticks():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    return sum(v[:8]) - v[3] - v[4]
+
+
+def _tree_ticks(tmp):
+    total = 0
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            if not os.readlink(f"/proc/{p}/cwd").startswith(tmp):
+                continue
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+class OtherCpu:
+    """How busy the machine was with other people's work while a measurement ran: all busy CPU
+    time (/proc/stat) minus what the benchmark's own processes used (those whose working
+    directory is in `tmp`, this process and its waited-for children such as wrk), as a percentage
+    of all cores. Clock ticks are 10 ms: measure over a second or more.
+    The load average cannot say this during a run, since the benchmark itself loads the machine.
+    Processes that end during the measurement are not subtracted; measure around steady ones."""
+
+    def __init__(self, tmp):
+        import resource
+        self.tmp, self.resource = tmp, resource
+        self.hz = os.sysconf("SC_CLK_TCK")
+
+    def _children(self):
+        total = 0.0
+        for who in (self.resource.RUSAGE_CHILDREN, self.resource.RUSAGE_SELF):
+            r = self.resource.getrusage(who)
+            total += r.ru_utime + r.ru_stime
+        return total * self.hz
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        self.b0, self.o0, self.c0 = _busy_ticks(), _tree_ticks(self.tmp), self._children()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.monotonic() - self.t0
+        busy = _busy_ticks() - self.b0
+        ours = _tree_ticks(self.tmp) - self.o0 + self._children() - self.c0
+        self.percent = max(0.0, (busy - ours) / self.hz / wall / os.cpu_count() * 100)

@@ -11,6 +11,7 @@ Not a test. Usage: bench/sync.py    Environment: UPDATES (default 50), BASELINE 
 
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -70,6 +71,19 @@ def svlogd_now():
     return time.strftime("%Y-%m-%d_%H:%M:%S", time.gmtime(t)) + f"{t % 1:.5f}"[1:]
 
 
+class Cleanup:
+    """Removes the application repository's temp dir at the end."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def main():
     updates = int(os.environ.get("UPDATES", "50"))
     baseline_secs = int(os.environ.get("BASELINE", "10"))
@@ -77,7 +91,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ar-bench-sync-")
     repo = os.path.join(tmp, "app")
     common.demo_repo(repo)
-    with common.Env(exe, repo) as env:
+    with common.Env(exe, repo) as env, Cleanup(tmp):
         r = env.run("start", check=False)
         if r.returncode != 0:
             raise SystemExit(r.stdout + r.stderr)
