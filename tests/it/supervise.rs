@@ -182,10 +182,15 @@ fn real_clients_answer_the_same_as_with_runit() {
         let pid = |d: &Path| fs::read_to_string(d.join("s3/supervise/pid")).unwrap();
         let before = pid(dir);
         run_in(dir, "svc", &["-k", "s3"]);
+        // runsv writes `pid` before `status`, so a new pid alone does not mean the status
+        // file says so yet: wait until svstat, which reads `status`, reports the new pid up.
         assert!(
             wait_until(5.0, || {
                 let p = pid(dir);
-                !p.is_empty() && p != before
+                !p.is_empty()
+                    && p != before
+                    && String::from_utf8_lossy(&run_in(dir, "svstat", &["s3"]).stdout)
+                        .contains(&format!(": up (pid {}", p.trim()))
             }),
             "{}: svc -k did not lead to a new pid",
             dir.display()
