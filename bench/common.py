@@ -231,6 +231,54 @@ def pss_kib(pid):
     return 0
 
 
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid):
+    """/proc/PID/stat's fields after the command name (which may hold spaces); None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def cpu_ticks(pid):
+    """User plus system CPU time of one process, in clock ticks; 0 when it is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[11]) + int(fields[12]) if fields else 0
+
+
+def children(pid):
+    """Pids whose parent is `pid`."""
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            fields = _stat_fields(p)
+            if fields and int(fields[1]) == pid:
+                out.append(int(p))
+    return out
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def wait(cond, timeout, interval=0.01):
+    """Poll `cond` until it is true (True) or `timeout` seconds passed (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(interval)
+    return False
+
+
 def machine():
     """One line describing this machine, for the results."""
     cpu = "?"
@@ -263,12 +311,9 @@ def _tree_ticks(tmp):
         try:
             if not os.readlink(f"/proc/{p}/cwd").startswith(tmp):
                 continue
-            with open(f"/proc/{p}/stat") as f:
-                stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])
+        total += cpu_ticks(p)
     return total
 
 

@@ -5,18 +5,20 @@ bench/routing.py. A diagnosis for whoever changes skel/nginx.conf, not one of th
 bench/run does not run it (run it by hand: about 6 minutes).
 
 Production route (no cookie), approuter's `upstream approuter_production { keepalive 32; }`:
-  generated            as written, access log piped into `approuter svlogd -tt` as in production
+  generated            as written: access log piped into `approuter svlogd -tt` as in production,
+                       buffered by nginx (`buffer=4k flush=1s`)
   access_log off       `access_log = false` in approuter.toml
   access log to a file nginx writes the access log to a file itself, as the plain proxies do
-  access log buffered  `access_log /dev/stdout combined buffer=64k flush=1s;`: one pipe write per 64 KiB
+  log unbuffered       `access_log /dev/stdout;`: one pipe write, one logger wake-up, per request
   no X-Served-By       without `add_header X-Served-By $approuter_served_by always`
   no extra headers     without the Host, X-Forwarded-For, X-Forwarded-Proto, Upgrade headers
 Alternate route (`Cookie: approuter_alt=alt0001`), `proxy_pass http://$approuter_backend` to
 "127.0.0.1:PORT", an implicit upstream without keepalive:
-  generated            as written (HTTP/1.1 without `Connection: close`)
-  Connection: close    the `$http_upgrade` map sends `close` instead of no header
-  upstream keepalive   each alternate gets `upstream ar_<name> { server ...; keepalive 32; }`
-                       and the cookie map names it
+  generated            as written: HTTP/1.1 with `Connection: close`
+  no Connection: close HTTP/1.1 without a Connection header, so nginx closes first and keeps the
+                       TIME_WAIT sockets
+  upstream keepalive   each alternate gets `upstream ar_<name> { server ...; keepalive 32; }`,
+                       the cookie map names it, and no `Connection: close` is sent
 
 Each variant is started (as its service runs it), warmed up and measured in turn, ROUNDS rounds
 of DURATION s; medians. "logger CPU" is the share of one core `approuter svlogd` used (the
@@ -34,35 +36,43 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import routing  # noqa: E402
+from common import HZ, cpu_ticks  # noqa: E402
+
+
+def replaced(conf, old, new):
+    """`conf` with `old` replaced; a variant that silently equals the generated file measures nothing."""
+    assert old in conf, f"{old!r} is no longer in the generated nginx.conf; update routing_parts.py"
+    return conf.replace(old, new)
 
 
 def no_served_by(conf):
-    return conf.replace("            add_header X-Served-By $approuter_served_by always;\n", "")
+    return replaced(conf, "            add_header X-Served-By $approuter_served_by always;\n", "")
 
 
 def no_extra_headers(conf):
     for h in ("Host $host", "X-Forwarded-For $proxy_add_x_forwarded_for", "X-Forwarded-Proto $scheme",
               "Upgrade $http_upgrade"):
-        conf = conf.replace(f"            proxy_set_header {h};\n", "")
+        conf = replaced(conf, f"            proxy_set_header {h};\n", "")
     return conf
 
 
+GENERATED_LOG = "access_log /dev/stdout combined buffer=4k flush=1s;"
+
+
 def log_to_file(path):
-    return lambda conf: conf.replace("access_log /dev/stdout;", f"access_log {path};")
+    return lambda conf: replaced(conf, GENERATED_LOG, f"access_log {path};")
 
 
-def log_buffered(conf):
-    return conf.replace("access_log /dev/stdout;", "access_log /dev/stdout combined buffer=64k flush=1s;")
+def log_unbuffered(conf):
+    return replaced(conf, GENERATED_LOG, "access_log /dev/stdout;")
 
 
-def connection_close(conf):
-    out = re.sub(r'(map \$http_upgrade \$approuter_connection \{\n\s+default upgrade;\n\s+"") "";',
-                 r'\1 "close";', conf)
-    assert out != conf, "the $http_upgrade map changed; update routing_parts.py"
-    return out
+def no_connection_close(conf):
+    return replaced(conf, '"" $approuter_close;', '"" "";')
 
 
 def upstream_keepalive(conf):
+    conf = no_connection_close(conf)
     m = re.search(r"map \$cookie_approuter_alt \$approuter_backend \{\n(.*?)\n    \}", conf, re.S)
     ups, lines = [], []
     for line in m.group(1).splitlines():
@@ -74,15 +84,6 @@ def upstream_keepalive(conf):
         lines.append(line)
     body = "\n".join(lines)
     return conf[:m.start()] + "".join(ups) + conf[m.start():m.start(1)] + body + conf[m.end(1):]
-
-
-HZ = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def main():
@@ -127,13 +128,13 @@ def main():
             ("production", "approuter, generated", generated, ()),
             ("production", "approuter, access_log off", no_log, ()),
             ("production", "approuter, access log to a file", log_to_file(file_log)(generated), ()),
-            ("production", "approuter, access log buffered", log_buffered(generated), ()),
+            ("production", "approuter, log unbuffered", log_unbuffered(generated), ()),
             ("production", "approuter, no X-Served-By", no_served_by(generated), ()),
             ("production", "approuter, no extra headers", no_extra_headers(generated), ()),
             ("production", "plain nginx", "plain", ()),
             ("production", "plain + keepalive", "keepalive", ()),
             ("alternate", "approuter, generated", generated, cookie),
-            ("alternate", "approuter, Connection: close", connection_close(generated), cookie),
+            ("alternate", "approuter, no Connection: close", no_connection_close(generated), cookie),
             ("alternate", "approuter, upstream keepalive", upstream_keepalive(generated), cookie),
             ("alternate", "plain nginx", "plain", cookie),
             ("alternate", "plain + keepalive", "keepalive", cookie),

@@ -32,6 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+from common import children, comm, wait  # noqa: E402
 
 
 def verdict(value, goal):
@@ -132,37 +133,6 @@ def clear_supervise(svcs):
             shutil.rmtree(os.path.join(d, "supervise"), ignore_errors=True)
 
 
-def wait(cond, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def children(pid):
-    out = []
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open(f"/proc/{p}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
-                out.append(int(p))
-    return out
-
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 def bench_status(exe, tmp, runs):
     n = int(os.environ.get("SERVICES", "1000"))
     root = os.path.join(tmp, "status")
@@ -176,7 +146,7 @@ def bench_status(exe, tmp, runs):
     t0 = time.perf_counter()
     proc = subprocess.Popen([exe, "svscan", svdir], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        if not wait(lambda: all_up(svcs), 120):
+        if not wait(lambda: all_up(svcs), 120, 0.05):
             raise SystemExit("svscan: not every service and log came up within 120 s")
         up = time.perf_counter() - t0
         time.sleep(2)
@@ -203,7 +173,7 @@ def bench_status(exe, tmp, runs):
         t0 = time.perf_counter()
         proc = subprocess.Popen(["runsvdir", "-P", svdir], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            if not wait(lambda: all_up(svcs), 120):
+            if not wait(lambda: all_up(svcs), 120, 0.05):
                 raise SystemExit("runsvdir: not every service and log came up within 120 s")
             up = time.perf_counter() - t0
             time.sleep(2)
@@ -217,7 +187,7 @@ def bench_status(exe, tmp, runs):
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            wait(lambda: not children(proc.pid), 30)
+            wait(lambda: not children(proc.pid), 30, 0.05)
             common.sweep(root)
 
     print(f"\n### {n} services, each with a log (status: {runs} runs, median)\n")
@@ -225,7 +195,7 @@ def bench_status(exe, tmp, runs):
          "sv status (runit's)", "other CPU", "load"])
     row(["---", "---:", "---:", "---:", "---", "---:", "---:", "---:"])
     for kind, (up, pss, st, svt, other, st_load, load) in results.items():
-        row([f"approuter svscan" if kind == "approuter" else "runit runsvdir + runsv",
+        row(["approuter svscan" if kind == "approuter" else "runit runsvdir + runsv",
              f"{up:.2f} s", f"{pss} KiB",
              f"{st * 1000:.0f} ms" if st is not None else "",
              verdict(st, 0.1) if st is not None else "",

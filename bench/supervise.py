@@ -21,8 +21,8 @@ import sys
 import tempfile
 import time
 
-HZ = os.sysconf("SC_CLK_TCK")
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import HZ, children, comm, cpu_ticks, pss_kib, wait  # noqa: E402
 
 def make_tree(root, n):
     os.makedirs(root)
@@ -34,56 +34,11 @@ def make_tree(root, n):
         os.chmod(os.path.join(d, "run"), 0o755)
 
 
-def children(pid):
-    out = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-        if ppid == pid:
-            out.append(int(p))
-    return out
-
-
 def supervisor_pids(kind, top):
     """approuter: the one svscan; runit: runsvdir and its runsv children."""
     if kind == "approuter":
         return [top]
     return [top] + [p for p in children(top) if comm(p) == "runsv"]
-
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def pss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def cpu_ticks(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return 0
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def read_pid(svc):
@@ -101,15 +56,6 @@ def is_running(svc):
             return f.read().startswith("run")
     except OSError:
         return False
-
-
-def wait(cond, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def measure(kind, binary, root, n, idle, kills):
