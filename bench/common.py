@@ -126,6 +126,29 @@ def commit(d, name, text, msg):
     return git(d, "rev-parse", "HEAD")
 
 
+def write_config(root, repo_url, alternates, base):
+    """managed/etc for an approuter root on ports base (nginx), base+1/+2 (production) and from
+    base+3 (alternates)."""
+    etc = os.path.join(root, "managed/etc")
+    os.makedirs(etc)
+    with open(os.path.join(etc, "repo.conf"), "w") as f:
+        f.write(repo_url + "\n")
+    with open(os.path.join(etc, "alternates.conf"), "w") as f:
+        f.write("".join(a + "\n" for a in alternates))
+    with open(os.path.join(etc, "approuter.toml"), "w") as f:
+        f.write(f"listen_port = {base}\nprod_ports = [{base + 1}, {base + 2}]\n"
+                f"alternate_base_port = {base + 3}\nstop_grace_secs = 3\n")
+
+
+def says_run(svc):
+    """True when svc's supervise/stat says the service runs."""
+    try:
+        with open(os.path.join(svc, "supervise/stat")) as f:
+            return f.read().startswith("run")
+    except OSError:
+        return False
+
+
 class Env:
     """An approuter root in a temp dir, on free ports; shut down and swept on exit."""
 
@@ -133,18 +156,9 @@ class Env:
         self.exe = exe
         self.tmp = tempfile.mkdtemp(prefix=prefix)
         self.root = os.path.join(self.tmp, "root")
-        etc = os.path.join(self.root, "managed/etc")
-        os.makedirs(etc)
-        n = 4 + len(alternates)
-        base = free_block(n)
+        base = free_block(4 + len(alternates))
         self.listen, self.prod, self.alt_base = base, (base + 1, base + 2), base + 3
-        with open(os.path.join(etc, "repo.conf"), "w") as f:
-            f.write(repo_url + "\n")
-        with open(os.path.join(etc, "alternates.conf"), "w") as f:
-            f.write("".join(a + "\n" for a in alternates))
-        with open(os.path.join(etc, "approuter.toml"), "w") as f:
-            f.write(f"listen_port = {self.listen}\nprod_ports = [{self.prod[0]}, {self.prod[1]}]\n"
-                    f"alternate_base_port = {self.alt_base}\nstop_grace_secs = 3\n")
+        write_config(self.root, repo_url, alternates, base)
 
     def run(self, *args, check=True, env=None):
         return subprocess.run([self.exe, "--root", self.root, *args], capture_output=True, text=True,

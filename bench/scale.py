@@ -32,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from common import children, comm, wait  # noqa: E402
+from common import children, comm, says_run, wait  # noqa: E402
 
 
 def verdict(value, goal):
@@ -59,18 +59,6 @@ def row(cells):
     print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 
-def write_root(root, repo, alternates, base):
-    etc = os.path.join(root, "managed/etc")
-    os.makedirs(etc)
-    with open(os.path.join(etc, "repo.conf"), "w") as f:
-        f.write(repo + "\n")
-    with open(os.path.join(etc, "alternates.conf"), "w") as f:
-        f.write("".join(a + "\n" for a in alternates))
-    with open(os.path.join(etc, "approuter.toml"), "w") as f:
-        f.write(f"listen_port = {base}\nprod_ports = [{base + 1}, {base + 2}]\nalternate_base_port = {base + 3}\n"
-                "stop_grace_secs = 3\n")
-
-
 # ---------------------------------------------------------------------------------------------
 
 def bench_generate(exe, tmp, runs):
@@ -84,7 +72,7 @@ def bench_generate(exe, tmp, runs):
     row(["---:", "---:", "---:", "---:", "---", "---:", "---:"])
     for n in sorted({1, n_max}):
         root = os.path.join(tmp, f"gen-{n}")
-        write_root(root, repo, [f"alt{i:04d}" for i in range(1, n + 1)], base)
+        common.write_config(root, repo, [f"alt{i:04d}" for i in range(1, n + 1)], base)
         cmd = [exe, "--root", root, "generate"]
         var = os.path.join(root, "managed/var")
         scratch, other, load = timed(cmd, runs, tmp, before=lambda: shutil.rmtree(var, ignore_errors=True))
@@ -115,16 +103,8 @@ def make_services(svdir, n):
             os.chmod(path, 0o755)
 
 
-def running(d):
-    try:
-        with open(os.path.join(d, "supervise/stat")) as f:
-            return f.read().startswith("run")
-    except OSError:
-        return False
-
-
 def all_up(svcs):
-    return all(running(s) and running(os.path.join(s, "log")) for s in svcs)
+    return all(says_run(s) and says_run(os.path.join(s, "log")) for s in svcs)
 
 
 def clear_supervise(svcs):

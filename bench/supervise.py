@@ -22,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import HZ, children, comm, cpu_ticks, pss_kib, wait  # noqa: E402
+from common import HZ, children, comm, cpu_ticks, pss_kib, says_run, sweep, wait  # noqa: E402
 
 def make_tree(root, n):
     os.makedirs(root)
@@ -50,14 +50,6 @@ def read_pid(svc):
         return None
 
 
-def is_running(svc):
-    try:
-        with open(os.path.join(svc, "supervise/stat")) as f:
-            return f.read().startswith("run")
-    except OSError:
-        return False
-
-
 def measure(kind, binary, root, n, idle, kills):
     if kind == "approuter":
         proc = subprocess.Popen([binary, "svscan", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
@@ -65,7 +57,7 @@ def measure(kind, binary, root, n, idle, kills):
         proc = subprocess.Popen(["runsvdir", "-P", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
     svcs = [os.path.join(root, d) for d in sorted(os.listdir(root)) if not d.startswith(".")]
     try:
-        if not wait(lambda: all(read_pid(s) and is_running(s) for s in svcs), 60):
+        if not wait(lambda: all(read_pid(s) and says_run(s) for s in svcs), 60):
             raise SystemExit(f"{kind}: services did not all come up")
         time.sleep(2)  # settle: every service has been up for a while
         pids = supervisor_pids(kind, proc.pid)
@@ -80,7 +72,7 @@ def measure(kind, binary, root, n, idle, kills):
             os.kill(old, signal.SIGKILL)
             while True:
                 new = read_pid(svc)
-                if new and new != old and is_running(svc):
+                if new and new != old and says_run(svc):
                     break
                 if time.perf_counter() - start > 10:
                     raise SystemExit(f"{kind}: {svc} did not restart")
@@ -97,13 +89,7 @@ def measure(kind, binary, root, n, idle, kills):
         except subprocess.TimeoutExpired:
             proc.kill()
         # runsv children exit after their service; sweep anything left under the tree.
-        for p in os.listdir("/proc"):
-            if p.isdigit():
-                try:
-                    if os.readlink(f"/proc/{p}/cwd").startswith(root):
-                        os.kill(int(p), signal.SIGKILL)
-                except OSError:
-                    pass
+        sweep(root)
 
 
 def main():

@@ -179,7 +179,7 @@ pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
     let log_dir = layout.log_dir("svscan");
     fs::create_dir_all(&log_dir)
         .with_context(|| format!("{}: cannot create", log_dir.display()))?;
-    end_old_logger(layout);
+    end_logger(layout);
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?;
     let detach = |cmd: &mut Command| {
         // SAFETY: setsid is async-signal-safe.
@@ -238,26 +238,28 @@ pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
     }
 }
 
-/// The logger of a previous svscan that was killed ends once nothing writes to it any more;
-/// a new one could not lock the log directory before that. Wait a moment, then end it.
-fn end_old_logger(layout: &Layout) {
+/// svscan's logger ends by itself once nothing writes to its pipe any more (svscan gone, and
+/// with it every process that held the pipe). Give it a moment, then end it: after a shutdown
+/// nothing may stay, and the logger of a killed svscan would keep a new one from locking the
+/// log directory.
+fn end_logger(layout: &Layout) {
     let Some(pid) = fs::read_to_string(logger_pid_path(layout))
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
     else {
         return;
     };
-    let alive = |p| kill(Pid::from_raw(p), None).is_ok() && is_logger(p, layout);
-    let until = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if alive(pid) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    let alive = || kill(Pid::from_raw(pid), None).is_ok() && is_logger(pid, layout);
+    let gone_within_5s = || {
         let until = Instant::now() + Duration::from_secs(5);
-        while alive(pid) && Instant::now() < until {
+        while alive() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(20));
         }
+        !alive()
+    };
+    if !gone_within_5s() {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        gone_within_5s();
     }
 }
 
@@ -380,21 +382,8 @@ pub fn shutdown(layout: &Layout) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // svscan's logger ends when the last writer of its pipe is gone.
-    if let Some(lp) = fs::read_to_string(logger_pid_path(layout))
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-    {
-        let gone = |p| kill(Pid::from_raw(p), None).is_err();
-        let until = Instant::now() + Duration::from_secs(5);
-        while !gone(lp) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !gone(lp) {
-            let _ = kill(Pid::from_raw(lp), Signal::SIGTERM);
-        }
-        let _ = fs::remove_file(logger_pid_path(layout));
-    }
+    end_logger(layout);
+    let _ = fs::remove_file(logger_pid_path(layout));
     println!("approuter stopped");
     Ok(())
 }

@@ -2,13 +2,18 @@
 
 use std::fs;
 
+/// /proc/PID/stat's fields after the command name: state (field 3) first. The name may contain
+/// spaces and parentheses, so fields resume after the last ')'.
+fn stat_fields(pid: impl std::fmt::Display) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
 /// When `pid` started, in Unix seconds, from /proc/PID/stat's start time and /proc/stat's boot time.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses; fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // Field 22 (starttime) is the 20th after the name (fields 1 and 2 precede the ')').
-    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    // Field 22 (starttime) is the 20th after the name.
+    let ticks: u64 = stat_fields(pid)?.get(19)?.parse().ok()?;
     let boot: u64 = fs::read_to_string("/proc/stat")
         .ok()?
         .lines()
@@ -40,24 +45,14 @@ pub fn group_has_live_members(pgid: i32) -> bool {
         return true;
     };
     procs.flatten().any(|p| {
-        if !p
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return false;
-        }
-        let Ok(stat) = fs::read_to_string(p.path().join("stat")) else {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             return false;
         };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            return false;
-        };
-        let mut f = rest.split_whitespace();
-        let state = f.next().unwrap_or("");
-        // ppid, then pgrp
-        let pgrp = f.nth(1).and_then(|g| g.parse::<i32>().ok());
-        pgrp == Some(pgid) && state != "Z" && state != "X"
+        // state (field 3), ppid, pgrp (field 5)
+        stat_fields(pid).is_some_and(|f| {
+            f.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+                && !matches!(f[0].as_str(), "Z" | "X")
+        })
     })
 }
 

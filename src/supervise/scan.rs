@@ -403,6 +403,10 @@ impl Scanner {
         let pipe = || {
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
         };
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone()
+                .map_err(|e| format!("cannot set up a pipe: {e}"))
+        };
         let (out_r, out_w) = pipe()?;
         let (cap_r, cap_w) = pipe()?;
         // The logger's stderr carries a warning now and then: one page is plenty, and keeps a
@@ -413,11 +417,7 @@ impl Scanner {
         // says on stderr belongs in its log, and then no service holds svscan's own output
         // open, so svscan's logger ends with svscan.
         let main_io = Io {
-            stderr: Some(
-                out_w
-                    .try_clone()
-                    .map_err(|e| format!("cannot set up a pipe: {e}"))?,
-            ),
+            stderr: Some(dup(&out_w)?),
             stdout: Some(out_w),
             ..Io::default()
         };
@@ -426,11 +426,7 @@ impl Scanner {
         // process of a service holds svscan's own output open either.
         let log_io = Io {
             stdin: Some(out_r),
-            stdout: Some(
-                cap_w
-                    .try_clone()
-                    .map_err(|e| format!("cannot set up a pipe: {e}"))?,
-            ),
+            stdout: Some(dup(&cap_w)?),
             stderr: Some(cap_w),
         };
         let log = Unit::open(&log_dir, format!("{name}/log"), true, log_io, self.grace)?;

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::app::{self, configure, get, out, AppRepo, Load, Ports};
-use crate::util::{one_line_error, snapshot, wait_until, Root};
+use crate::util::{one_line_error, snapshot, wait_until, Root, Tmpfs};
 
 /// A started environment whose production app prints a numbered tick every 5 ms.
 fn ticking(alternates: &[&str], health_timeout: u64) -> (Root, AppRepo, Ports) {
@@ -280,33 +280,10 @@ fn a_crash_loop_for_a_minute_costs_little_and_shows() {
     );
 }
 
-/// A small tmpfs mounted for a test, unmounted (lazily) when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(at).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        st.success().then(|| Tmpfs(at.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_log_disk_never_stops_service_and_logging_resumes() {
     let (root, _repo, ports) = ticking(&[], 30);
     let Some(_disk) = Tmpfs::mount(&root.var("log"), "4m") else {
-        eprintln!("skipping: cannot mount a tmpfs here (needs root)");
         return;
     };
     assert!(start(&root).status.success());
@@ -358,10 +335,7 @@ fn a_full_log_disk_never_stops_service_and_logging_resumes() {
 
 #[test]
 fn sync_killed_at_each_step_is_completed_by_the_next_and_production_never_fails() {
-    let root = Root::new();
-    let repo = AppRepo::new(&root);
-    let ports = configure(&root, &repo.url(), &[], 20);
-    assert!(start(&root).status.success());
+    let (root, repo, ports) = app::started(&[]);
     let load = Load::start(ports.listen, 2);
     let mut version = 1;
     for step in ["after-fetch", "after-reset", "health-wait", "after-switch"] {

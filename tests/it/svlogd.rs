@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{approuter_exe, wait_for, Proc};
+use crate::util::{approuter_exe, wait_for, Proc, Tmpfs};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -739,47 +739,13 @@ fn several_directories_each_get_the_lines_their_config_selects() {
     );
 }
 
-/// A tmpfs mounted for one test (root only), unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!(
-                "skipping: cannot mount a tmpfs at {} (needs root)",
-                at.display()
-            );
-        }
-        ok.then(|| Tmpfs(at.to_path_buf()))
-    }
-
-    /// A temp dir, a tmpfs of `size` in it, and an empty log directory on that.
-    fn with_log_dir(size: &str) -> Option<(tempfile::TempDir, Tmpfs, PathBuf)> {
-        let tmp = tempfile::tempdir().unwrap();
-        let mnt = Tmpfs::mount(&tmp.path().join("mnt"), size)?;
-        let dir = mnt.0.join("log");
-        fs::create_dir(&dir).unwrap();
-        Some((tmp, mnt, dir))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
+/// A temp dir, a tmpfs of `size` in it, and an empty log directory on that.
+fn log_dir_on_tmpfs(size: &str) -> Option<(tempfile::TempDir, Tmpfs, PathBuf)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = Tmpfs::mount(&tmp.path().join("mnt"), size)?;
+    let dir = mnt.0.join("log");
+    fs::create_dir(&dir).unwrap();
+    Some((tmp, mnt, dir))
 }
 
 /// Fills the file system holding `dir` to the last byte.
@@ -795,7 +761,7 @@ fn fill(dir: &Path) -> PathBuf {
 
 #[test]
 fn full_disk_holds_the_newest_lines_and_recovers() {
-    let Some((_tmp, mnt, dir)) = Tmpfs::with_log_dir("16m") else {
+    let Some((_tmp, mnt, dir)) = log_dir_on_tmpfs("16m") else {
         return;
     };
     fs::write(dir.join("config"), "s0\n").unwrap();
@@ -821,7 +787,7 @@ fn full_disk_holds_the_newest_lines_and_recovers() {
 
 #[test]
 fn full_disk_deletes_old_files_down_to_n_min() {
-    let Some((_tmp, _mnt, dir)) = Tmpfs::with_log_dir("256k") else {
+    let Some((_tmp, _mnt, dir)) = log_dir_on_tmpfs("256k") else {
         return;
     };
     let mut log = Logger::start_in(
