@@ -264,6 +264,20 @@ pub struct LoadResult {
     pub served_by: std::collections::BTreeSet<String>,
 }
 
+impl LoadResult {
+    /// Fails the test when any request failed, showing how many and the first few.
+    #[track_caller]
+    pub fn assert_none_failed(&self) {
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} requests failed: {:?}",
+            self.failures.len(),
+            self.ok + self.failures.len() as u64,
+            &self.failures[..self.failures.len().min(5)]
+        );
+    }
+}
+
 impl Load {
     pub fn start(port: u16, threads: usize) -> Load {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

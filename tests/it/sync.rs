@@ -74,13 +74,7 @@ fn ten_production_updates_under_load_lose_no_request() {
     std::thread::sleep(Duration::from_millis(200));
     let res = load.finish();
     assert!(res.ok > 200, "only {} requests", res.ok);
-    assert!(
-        res.failures.is_empty(),
-        "{} of {} requests failed: {:?}",
-        res.failures.len(),
-        res.ok,
-        &res.failures[..res.failures.len().min(5)]
-    );
+    res.assert_none_failed();
     // The previous version is one switch away.
     assert!(root.cmd(&["switch"]).output().unwrap().status.success());
     assert_eq!(page(ports.listen, None).0, "10");
@@ -210,11 +204,7 @@ fn changed_prod_branch_goes_through_the_health_gated_switch() {
         "{text}"
     );
     let res = load.finish();
-    assert!(
-        res.failures.is_empty(),
-        "{:?}",
-        &res.failures[..res.failures.len().min(5)]
-    );
+    res.assert_none_failed();
     assert_eq!(
         page(ports.listen, None),
         ("5-release".to_string(), "instance2".to_string())
