@@ -3,19 +3,16 @@
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::layout::Layout;
+use crate::plan::RESERVED_NAMES;
+use crate::util::file::read_optional;
 
 pub const REPO_CONF: &str = "repo.conf";
 pub const ALTERNATES_CONF: &str = "alternates.conf";
 pub const PROD_BRANCH: &str = "prod_branch";
 pub const SETTINGS_TOML: &str = "approuter.toml";
-
-/// Instance names that belong to approuter itself; an alternate may not take them.
-pub const RESERVED_NAMES: &[&str] = &["instance1", "instance2", "nginx", "sync", "svscan"];
 
 /// Longest instance name accepted: it becomes a directory, a cookie value and an nginx map key.
 pub const MAX_NAME_LEN: usize = 100;
@@ -107,17 +104,6 @@ impl Config {
             prod_branch,
             settings,
         })
-    }
-}
-
-fn read_optional(path: &Path) -> Result<Option<String>> {
-    match fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Ok(Some(text)),
-            Err(_) => bail!("{}: not valid UTF-8 text", path.display()),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
     }
 }
 

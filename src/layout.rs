@@ -2,6 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::plan::{Instance, Role, NGINX};
+use crate::supervise::servicedir;
+use crate::svlogd;
+
+/// The supervisor's own log directory, `managed/var/log/svscan/`.
+pub const SVSCAN: &str = "svscan";
+/// Reserved for sync's own output (`managed/var/log/sync.log`).
+pub const SYNC: &str = "sync";
+
 /// The directory tree approuter owns, derived from the root that holds `managed/`.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -19,6 +28,8 @@ impl Layout {
     pub fn managed(&self) -> PathBuf {
         self.root.join("managed")
     }
+
+    // managed/etc: the operator's configuration.
     pub fn etc(&self) -> PathBuf {
         self.managed().join("etc")
     }
@@ -28,11 +39,39 @@ impl Layout {
     pub fn hooks(&self) -> PathBuf {
         self.etc().join("hooks")
     }
+
+    // Checkouts.
+    pub fn prod_checkout(&self, name: &str) -> PathBuf {
+        self.managed().join("prod").join(name)
+    }
+    pub fn alternate_checkout(&self, name: &str) -> PathBuf {
+        self.managed().join("alternates").join(name)
+    }
+    /// Where an instance's code is checked out.
+    pub fn checkout(&self, inst: &Instance) -> PathBuf {
+        match inst.role {
+            Role::Prod(_) => self.prod_checkout(&inst.name),
+            Role::Alternate { .. } => self.alternate_checkout(&inst.name),
+        }
+    }
+
+    // managed/var: everything approuter generates and runs.
     pub fn var(&self) -> PathBuf {
         self.managed().join("var")
     }
     pub fn service_dir(&self) -> PathBuf {
         self.var().join("service")
+    }
+    pub fn service(&self, name: &str) -> PathBuf {
+        self.service_dir().join(name)
+    }
+    pub fn service_file(&self, name: &str, file: &str) -> PathBuf {
+        self.service(name).join(file)
+    }
+    pub fn log_run(&self, name: &str) -> PathBuf {
+        self.service(name)
+            .join(servicedir::LOG)
+            .join(servicedir::RUN)
     }
     pub fn log_root(&self) -> PathBuf {
         self.var().join("log")
@@ -40,25 +79,39 @@ impl Layout {
     pub fn log_dir(&self, name: &str) -> PathBuf {
         self.log_root().join(name)
     }
+    /// The file a service's logger is writing now.
+    pub fn log_current(&self, name: &str) -> PathBuf {
+        svlogd::current_file(&self.log_dir(name))
+    }
+    pub fn sync_log(&self) -> PathBuf {
+        self.log_root().join(format!("{SYNC}.log"))
+    }
     pub fn nginx_dir(&self) -> PathBuf {
-        self.var().join("nginx")
+        self.var().join(NGINX)
     }
     pub fn nginx_conf(&self) -> PathBuf {
         self.nginx_dir().join("nginx.conf")
     }
+    pub fn nginx_active_conf(&self) -> PathBuf {
+        self.nginx_dir().join("active.conf")
+    }
     pub fn run_dir(&self) -> PathBuf {
         self.var().join("run")
+    }
+    pub fn sync_lock(&self) -> PathBuf {
+        self.run_dir().join("sync.lock")
+    }
+    /// The pid of svscan's logger, which `start` runs beside svscan.
+    pub fn svscan_logger_pid(&self) -> PathBuf {
+        self.run_dir().join("svscan-log.pid")
     }
     pub fn state_dir(&self) -> PathBuf {
         self.var().join("state")
     }
+    pub fn state_file(&self, name: &str) -> PathBuf {
+        self.state_dir().join(name)
+    }
     pub fn crontab(&self) -> PathBuf {
         self.var().join("crontab")
-    }
-    pub fn prod_checkout(&self, name: &str) -> PathBuf {
-        self.managed().join("prod").join(name)
-    }
-    pub fn alternate_checkout(&self, name: &str) -> PathBuf {
-        self.managed().join("alternates").join(name)
     }
 }

@@ -1,27 +1,19 @@
-//! The `approuter` command line: parses arguments, runs one command, prints any error once as a chain.
+//! The `approuter` command line: the arguments (clap), dispatch to one command in `cmd/`, and any error printed once as a chain.
 
+mod cmd;
 mod config;
-mod demo;
-mod fsx;
-mod generate;
-mod git;
-mod health;
-mod hooks;
+mod deploy;
+mod ext;
 mod layout;
-mod logs;
-mod nginx;
 mod panel;
 mod plan;
-mod ports;
 mod render;
 mod state;
 mod supervise;
 mod svlogd;
-mod sync;
-mod system;
-mod tai64;
+mod util;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,7 +100,7 @@ enum Cmd {
         verbose: bool,
     },
     /// Print the last lines of services' logs; -f follows them
-    Logs(logs::Args),
+    Logs(cmd::logs::Args),
     /// Write service directories, nginx configuration and crontab under managed/var from the configuration
     Generate,
     /// Create a demo application repository (branches main and beta), configure it and start it
@@ -153,14 +145,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
             repo,
             alternates,
             prod_branch,
-        } => init(&layout, &repo, &alternates, prod_branch.as_deref()),
+        } => cmd::init::run(&layout, &repo, &alternates, prod_branch.as_deref()),
         Cmd::Generate => {
-            let (plan, changes) = generate::generate(&layout)?;
+            let (plan, changes) = deploy::generate::generate(&layout)?;
             for line in changes.summary(&plan) {
                 println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Start { services } => cmd::start::run(&layout, &services),
+        Cmd::Stop { services } => cmd::stop::run(&layout, &services),
+        Cmd::Shutdown => cmd::shutdown::run(&layout),
+        Cmd::Status {
+            services,
+            long,
+            json,
+        } => cmd::status::run(&layout, &services, long, json),
+        Cmd::Switch { force } => cmd::switch::run(&layout, force),
+        Cmd::WhichProd => cmd::switch::which_prod(&layout),
+        Cmd::Check => cmd::check::run(&layout),
+        Cmd::Sync {
+            wait,
+            dry_run,
+            verbose,
+        } => cmd::sync::run(
+            &layout,
+            &deploy::sync::Options {
+                wait,
+                dry_run,
+                verbose,
+            },
+        ),
+        Cmd::Logs(args) => cmd::logs::run(&layout, args),
+        Cmd::Demo => cmd::demo::run(&layout),
         Cmd::Svscan { dir, grace } => {
             let code = supervise::scan::run(supervise::scan::Options {
                 dir,
@@ -168,133 +185,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::from(code as u8))
         }
-        Cmd::Status {
-            services,
-            long,
-            json,
-        } => Ok(exit_if(if long {
-            system::status_long(&layout, &services, json)?
-        } else {
-            panel::status_cmd(&layout, &services, json)?
-        })),
-        Cmd::Start { services } if services.is_empty() => Ok(exit_if(system::start(&layout)?)),
-        Cmd::Start { services } => {
-            let ok = panel::control_and_wait(
-                &layout,
-                &services,
-                supervise::control::UP,
-                panel::is_up,
-                Duration::from_secs(10),
-            )?;
-            if !ok {
-                bail!("not every service came up within 10 s; see `approuter status` and its log");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Shutdown => {
-            system::shutdown(&layout)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Switch { force } => {
-            let to = system::switch(&layout, force)?;
-            println!("production is now served by {}", to.name());
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::WhichProd => {
-            println!("{}", state::load_active(&layout)?.name());
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Check => Ok(exit_if(system::check(&layout)?)),
-        Cmd::Demo => {
-            demo::prepare(&layout)?;
-            let ok = system::start(&layout)?;
-            let port = config::Config::load(&layout)?.settings.listen_port;
-            if ok {
-                print!("{}", demo::urls(&layout, port));
-            }
-            Ok(exit_if(ok))
-        }
-        Cmd::Stop { services } => {
-            let grace = config::Config::load(&layout)
-                .map(|c| c.settings.stop_grace_secs)
-                .unwrap_or(10);
-            let wait = Duration::from_secs(grace + 5);
-            let ok = panel::control_and_wait(
-                &layout,
-                &services,
-                supervise::control::DOWN,
-                panel::is_down,
-                wait,
-            )?;
-            if !ok {
-                bail!("not every service went down within {} s", wait.as_secs());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Sync {
-            wait,
-            dry_run,
-            verbose,
-        } => Ok(exit_if(sync::run(
-            &layout,
-            &sync::Options {
-                wait,
-                dry_run,
-                verbose,
-            },
-        )?)),
         Cmd::Svlogd(args) => svlogd::main(args),
-        Cmd::Logs(args) => logs::main(&layout, args),
     }
-}
-
-fn exit_if(ok: bool) -> ExitCode {
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-fn init(
-    layout: &Layout,
-    repo: &str,
-    alternates: &[String],
-    prod_branch: Option<&str>,
-) -> Result<ExitCode> {
-    let files = config::initial_files(repo, alternates, prod_branch);
-    // Parse back what would be written, so init refuses exactly what generate would.
-    for (name, text) in &files {
-        let path = layout.etc_file(name);
-        match *name {
-            config::REPO_CONF => config::parse_repo(&path, text).map(drop),
-            config::ALTERNATES_CONF => config::parse_alternates(&path, text).map(drop),
-            config::PROD_BRANCH => config::parse_prod_branch(&path, text).map(drop),
-            _ => config::parse_settings(&path, text).map(drop),
-        }
-        .with_context(|| format!("refusing to write {name}"))?;
-    }
-    let existing: Vec<String> = files
-        .iter()
-        .map(|(name, _)| layout.etc_file(name))
-        .filter(|p| p.exists())
-        .map(|p| p.display().to_string())
-        .collect();
-    if !existing.is_empty() {
-        bail!(
-            "{} already exists; init never overwrites: edit it, or remove it and run init again",
-            existing.join(", ")
-        );
-    }
-    fsx::ensure_dir(&layout.etc())?;
-    for (name, text) in &files {
-        let path = layout.etc_file(name);
-        fsx::write_atomic(&path, text.as_bytes(), 0o644)?;
-        println!("wrote {}", path.display());
-    }
-    println!(
-        "next: approuter --root {} generate",
-        render::sh_quote(&layout.root().to_string_lossy())
-    );
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,19 +1,22 @@
-//! `approuter status` in perpls's panel format (and as JSON), and `start`/`stop` of single services through their control FIFOs.
+//! What the `supervise/` files say of a service, and the line perpls's panel shows for it (`[+ +++ +++]  beta  uptime: ...`).
 
-use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::generate::existing_services;
-use crate::layout::Layout;
-use crate::supervise::control;
+use crate::supervise::servicedir;
 use crate::supervise::status::{self, Probe, State, Status, Want};
+
+impl Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
 
 /// What one process (main or log) of a service is doing, as far as status files tell.
 #[derive(Debug, Clone, Serialize)]
 pub struct Proc {
-    pub state: &'static str,
+    pub state: State,
     pub pid: Option<u32>,
     pub uptime_secs: Option<u64>,
     pub want: &'static str,
@@ -57,7 +60,7 @@ fn unix(t: SystemTime) -> u64 {
 
 /// A process's view from its status, `down` file and approuter's notes.
 pub fn proc_view(st: &Status, normally_up: bool, extra: &status::Extra, now: SystemTime) -> Proc {
-    let running = st.state == State::Run && st.pid != 0;
+    let running = st.is_up();
     let want_up = st.want == Want::Up;
     // After `o` a running service shows "want down" without having been told to stop.
     let once = running && !want_up && !st.got_term;
@@ -81,11 +84,7 @@ pub fn proc_view(st: &Status, normally_up: bool, extra: &status::Extra, now: Sys
         None
     };
     Proc {
-        state: match st.state {
-            State::Down => "down",
-            State::Run => "run",
-            State::Finish => "finish",
-        },
+        state: st.state,
         pid: (st.pid != 0).then_some(st.pid),
         uptime_secs: running.then(|| st.age_secs(now)),
         want: if want_up { "up" } else { "down" },
@@ -99,14 +98,10 @@ pub fn proc_view(st: &Status, normally_up: bool, extra: &status::Extra, now: Sys
 }
 
 fn read_proc(dir: &Path, now: SystemTime) -> Result<Proc, String> {
-    let st = match status::read(dir) {
-        Ok(Ok(st)) => st,
-        Ok(Err(e)) => return Err(format!("{}/supervise/status: {e}", dir.display())),
-        Err(e) => return Err(format!("{}/supervise/status: {e}", dir.display())),
-    };
+    let st = status::read(dir).map_err(|e| format!("{}/supervise/status: {e}", dir.display()))?;
     Ok(proc_view(
         &st,
-        !dir.join("down").exists(),
+        !servicedir::normally_down(dir),
         &status::read_extra(dir),
         now,
     ))
@@ -114,7 +109,6 @@ fn read_proc(dir: &Path, now: SystemTime) -> Result<Proc, String> {
 
 pub fn report(service_dir: &Path, name: &str, now: SystemTime) -> Report {
     let dir = service_dir.join(name);
-    let log_dir = dir.join("log");
     let mut r = Report {
         name: name.to_string(),
         supervised: false,
@@ -134,7 +128,7 @@ pub fn report(service_dir: &Path, name: &str, now: SystemTime) -> Report {
         Ok(p) => r.main = Some(p),
         Err(e) => r.error = Some(e),
     }
-    if log_dir.is_dir() {
+    if let Some(log_dir) = servicedir::log_of(&dir) {
         match read_proc(&log_dir, now) {
             Ok(p) => r.log = Some(p),
             Err(e) => r.error = r.error.or(Some(e)),
@@ -147,7 +141,7 @@ fn triplet(p: Option<&Proc>) -> String {
     match p {
         None => "---".into(),
         Some(p) => {
-            let running = p.state == "run" && p.pid.is_some();
+            let running = p.state == State::Run && p.pid.is_some();
             let first = match (p.as_wanted, running) {
                 (false, _) => '!',
                 (true, true) => '+',
@@ -201,112 +195,10 @@ pub fn panel_line(r: &Report, width: usize) -> String {
     line
 }
 
-/// Names asked for, checked against the service directories; none means all.
-pub fn select(layout: &Layout, names: &[String]) -> Result<Vec<String>> {
-    let known = existing_services(&layout.service_dir())?;
-    if names.is_empty() {
-        return Ok(known);
-    }
-    for n in names {
-        if !known.contains(n) {
-            if known.is_empty() {
-                bail!("unknown service `{n}`: there are no services yet; run `approuter generate` or `approuter start`");
-            }
-            bail!(
-                "unknown service `{n}`; known services: {}",
-                known.join(", ")
-            );
-        }
-    }
-    Ok(names.to_vec())
-}
-
-pub fn status_cmd(layout: &Layout, names: &[String], json: bool) -> Result<bool> {
-    let names = select(layout, names)?;
-    let now = SystemTime::now();
-    let reports: Vec<Report> = names
-        .iter()
-        .map(|n| report(&layout.service_dir(), n, now))
-        .collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
-    } else {
-        let width = reports.iter().map(|r| r.name.len()).max().unwrap_or(0);
-        let mut out = String::new();
-        for r in &reports {
-            out.push_str(&panel_line(r, width));
-            out.push('\n');
-        }
-        print!("{out}");
-    }
-    Ok(reports.iter().all(Report::healthy))
-}
-
-/// Sends `bytes` to each service and waits until `done` holds for its status or `timeout` passes.
-pub fn control_and_wait(
-    layout: &Layout,
-    names: &[String],
-    bytes: &[u8],
-    done: fn(&Status) -> bool,
-    timeout: Duration,
-) -> Result<bool> {
-    let names = select(layout, names)?;
-    if names.is_empty() {
-        bail!("no service named; known services are listed by `approuter status`");
-    }
-    for n in &names {
-        let dir = layout.service_dir().join(n);
-        control::send(&dir, bytes).map_err(|e| control_error(n, &dir, e))?;
-    }
-    let deadline = Instant::now() + timeout;
-    let mut all_done = false;
-    while !all_done {
-        all_done = names.iter().all(|n| {
-            status::read(&layout.service_dir().join(n))
-                .ok()
-                .and_then(Result::ok)
-                .is_some_and(|st| done(&st))
-        });
-        if all_done || Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    status_cmd(layout, &names, false).context("reading status")?;
-    Ok(all_done)
-}
-
-/// Why a control byte could not be written, said so the operator knows what to do.
-fn control_error(name: &str, dir: &Path, e: std::io::Error) -> anyhow::Error {
-    use std::io::ErrorKind;
-    let supervised = status::probe(dir) == Probe::Supervised;
-    match e.kind() {
-        ErrorKind::NotFound if supervised => anyhow::anyhow!(
-            "{name}: supervise/control is missing; svscan recreates it within a minute, or at once on SIGHUP (kill -HUP its pid)"
-        ),
-        ErrorKind::PermissionDenied => anyhow::anyhow!(
-            "{name}: permission denied on {}/supervise/control; only the user approuter runs as may control services",
-            dir.display()
-        ),
-        _ if e.raw_os_error() == Some(nix::libc::ENXIO) || e.kind() == ErrorKind::NotFound => {
-            anyhow::anyhow!("{name}: not supervised (is approuter running? `approuter start` starts it)")
-        }
-        _ => anyhow::Error::new(e).context(format!("{name}: cannot write to supervise/control")),
-    }
-}
-
-pub fn is_up(st: &Status) -> bool {
-    st.pid != 0 && st.state == State::Run
-}
-
-pub fn is_down(st: &Status) -> bool {
-    st.pid == 0 && st.state == State::Down
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tai64::Tai64N;
+    use crate::util::tai64::Tai64N;
 
     fn st(pid: u32, paused: bool, want: Want, term: bool, state: State, age: u64) -> Status {
         Status {

@@ -1,15 +1,48 @@
-//! The validated plan: which instances run on which ports, decided from configuration and remembered state without any I/O.
+//! The validated plan: which instances run on which ports and branches, decided from configuration and remembered state without any I/O.
 
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Config, Settings};
-use crate::state::Slot;
+use crate::layout;
 
+/// One of the two production instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Instance1,
+    Instance2,
+}
+
+impl Slot {
+    pub const BOTH: [Slot; 2] = [Slot::Instance1, Slot::Instance2];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::Instance1 => "instance1",
+            Slot::Instance2 => "instance2",
+        }
+    }
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::Instance1 => Slot::Instance2,
+            Slot::Instance2 => Slot::Instance1,
+        }
+    }
+    pub fn index(self) -> usize {
+        match self {
+            Slot::Instance1 => 0,
+            Slot::Instance2 => 1,
+        }
+    }
+    pub fn parse(s: &str) -> Option<Slot> {
+        Slot::BOTH.into_iter().find(|slot| slot.name() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     Prod(Slot),
-    Alternate,
+    Alternate { branch: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +50,6 @@ pub struct Instance {
     pub name: String,
     pub role: Role,
     pub port: u16,
-    /// The branch it runs; `None` for production when the remote's default branch is meant.
-    pub branch: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -27,12 +58,24 @@ pub struct Plan {
     /// instance1, instance2, then the alternates in the order of alternates.conf.
     pub instances: Vec<Instance>,
     pub active: Slot,
+    /// The production branch as configured; `None` means the remote's default branch.
+    pub prod_branch: Option<String>,
     /// The alternate port allocation to remember.
     pub ports: BTreeMap<String, u16>,
 }
 
 /// The service that runs nginx; its name is reserved for it.
 pub const NGINX: &str = "nginx";
+
+/// Names that belong to approuter itself (services and log directories); an alternate may not
+/// take them.
+pub const RESERVED_NAMES: [&str; 5] = [
+    "instance1",
+    "instance2",
+    NGINX,
+    layout::SVSCAN,
+    layout::SYNC,
+];
 
 impl Plan {
     pub fn new(
@@ -49,26 +92,27 @@ impl Plan {
             &reserved_ports(s),
         )?;
         let mut instances = Vec::with_capacity(2 + names.len());
-        for slot in [Slot::Instance1, Slot::Instance2] {
+        for slot in Slot::BOTH {
             instances.push(Instance {
                 name: slot.name().to_string(),
                 role: Role::Prod(slot),
                 port: s.prod_ports[slot.index()],
-                branch: config.prod_branch.clone(),
             });
         }
         for alt in &config.alternates {
             instances.push(Instance {
                 name: alt.name.clone(),
-                role: Role::Alternate,
+                role: Role::Alternate {
+                    branch: alt.branch.clone(),
+                },
                 port: ports[&alt.name],
-                branch: Some(alt.branch.clone()),
             });
         }
         Ok(Plan {
             settings: s.clone(),
             instances,
             active,
+            prod_branch: config.prod_branch.clone(),
             ports,
         })
     }
@@ -86,6 +130,13 @@ impl Plan {
 
     pub fn prod(&self, slot: Slot) -> &Instance {
         &self.instances[slot.index()]
+    }
+
+    pub fn alternates(&self) -> impl Iterator<Item = (&Instance, &str)> {
+        self.instances.iter().filter_map(|i| match &i.role {
+            Role::Alternate { branch } => Some((i, branch.as_str())),
+            Role::Prod(_) => None,
+        })
     }
 }
 
@@ -188,5 +239,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("alternate `b`"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    #[test]
+    fn reserved_names_cover_the_production_slots() {
+        for slot in Slot::BOTH {
+            assert!(RESERVED_NAMES.contains(&slot.name()));
+            assert_eq!(Slot::parse(slot.name()), Some(slot));
+        }
+        assert_eq!(Slot::parse("instance3"), None);
     }
 }

@@ -1,13 +1,12 @@
-//! What approuter remembers between runs under `managed/var/state/`: alternate ports and the active production instance.
+//! What approuter remembers between runs under `managed/var/state/`: alternate ports, the active production instance, a failed commit, whether it is meant to run. Every state file goes through here.
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fsx;
 use crate::layout::Layout;
+use crate::plan::Slot;
+use crate::util::file::{self as fsx, read_optional};
 
 pub const PORTS: &str = "ports";
 pub const ACTIVE: &str = "active";
@@ -17,55 +16,22 @@ pub const FAILED: &str = "failed-commit";
 /// but no supervisor starts the supervisor again.
 pub const RUNNING: &str = "running";
 
-/// One of the two production instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    Instance1,
-    Instance2,
+fn ports_path(layout: &Layout) -> PathBuf {
+    layout.state_file(PORTS)
 }
 
-impl Slot {
-    pub fn name(self) -> &'static str {
-        match self {
-            Slot::Instance1 => "instance1",
-            Slot::Instance2 => "instance2",
-        }
-    }
-    pub fn other(self) -> Slot {
-        match self {
-            Slot::Instance1 => Slot::Instance2,
-            Slot::Instance2 => Slot::Instance1,
-        }
-    }
-    pub fn index(self) -> usize {
-        match self {
-            Slot::Instance1 => 0,
-            Slot::Instance2 => 1,
-        }
-    }
-    pub fn parse(s: &str) -> Option<Slot> {
-        match s {
-            "instance1" => Some(Slot::Instance1),
-            "instance2" => Some(Slot::Instance2),
-            _ => None,
-        }
-    }
+fn active_path(layout: &Layout) -> PathBuf {
+    layout.state_file(ACTIVE)
 }
 
-pub fn ports_path(layout: &Layout) -> PathBuf {
-    layout.state_dir().join(PORTS)
-}
-
-pub fn active_path(layout: &Layout) -> PathBuf {
-    layout.state_dir().join(ACTIVE)
-}
-
-fn read_optional(path: &Path) -> Result<Option<String>> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
+/// Writes a state file whole, creating the state directory when needed.
+fn save(layout: &Layout, name: &str, text: &str) -> Result<()> {
+    fsx::ensure_dir(&layout.state_dir())?;
+    let path = layout.state_file(name);
+    if fsx::is_current(&path, text.as_bytes(), 0o644) {
+        return Ok(());
     }
+    fsx::write_atomic(&path, text.as_bytes(), 0o644)
 }
 
 /// The alternate port allocation: `name port` per line.
@@ -101,7 +67,11 @@ pub fn parse_ports(path: &Path, text: &str) -> Result<BTreeMap<String, u16>> {
     Ok(ports)
 }
 
-pub fn render_ports(ports: &BTreeMap<String, u16>) -> String {
+pub fn save_ports(layout: &Layout, ports: &BTreeMap<String, u16>) -> Result<()> {
+    save(layout, PORTS, &render_ports(ports))
+}
+
+fn render_ports(ports: &BTreeMap<String, u16>) -> String {
     let mut out =
         String::from("# Alternate ports, kept stable by approuter. Generated; do not edit.\n");
     for (name, port) in ports {
@@ -126,43 +96,32 @@ pub fn load_active(layout: &Layout) -> Result<Slot> {
 }
 
 pub fn save_active(layout: &Layout, slot: Slot) -> Result<()> {
-    fsx::ensure_dir(&layout.state_dir())?;
-    fsx::write_atomic(
-        &active_path(layout),
-        format!("{}\n", slot.name()).as_bytes(),
-        0o644,
-    )
+    save(layout, ACTIVE, &format!("{}\n", slot.name()))
 }
 
 pub fn load_failed(layout: &Layout) -> Result<Option<String>> {
-    let path = layout.state_dir().join(FAILED);
+    let path = layout.state_file(FAILED);
     Ok(read_optional(&path)?
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty()))
 }
 
 pub fn save_failed(layout: &Layout, commit: Option<&str>) -> Result<()> {
-    let path = layout.state_dir().join(FAILED);
     match commit {
-        Some(c) => {
-            fsx::ensure_dir(&layout.state_dir())?;
-            fsx::write_atomic(&path, format!("{c}\n").as_bytes(), 0o644)
-        }
-        None => fsx::remove_if_present(&path),
+        Some(c) => save(layout, FAILED, &format!("{c}\n")),
+        None => fsx::remove_if_present(&layout.state_file(FAILED)),
     }
 }
 
 pub fn meant_to_run(layout: &Layout) -> bool {
-    layout.state_dir().join(RUNNING).exists()
+    layout.state_file(RUNNING).exists()
 }
 
 pub fn set_meant_to_run(layout: &Layout, on: bool) -> Result<()> {
-    let path = layout.state_dir().join(RUNNING);
     if on {
-        fsx::ensure_dir(&layout.state_dir())?;
-        fsx::write_atomic(&path, b"", 0o644)
+        save(layout, RUNNING, "")
     } else {
-        fsx::remove_if_present(&path)
+        fsx::remove_if_present(&layout.state_file(RUNNING))
     }
 }
 

@@ -1,9 +1,10 @@
-//! approuter's own runit/daemontools-compatible supervisor: the on-disk protocol, one supervised unit, and the scanner.
+//! approuter's own runit/daemontools-compatible supervisor: the on-disk protocol, one supervised unit, the scanner, and the client side.
 
+pub mod client;
 pub mod control;
 pub mod policy;
-pub mod procfs;
 pub mod scan;
+pub mod servicedir;
 pub mod status;
 pub mod unit;
 

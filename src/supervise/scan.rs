@@ -7,14 +7,16 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Seek, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::servicedir;
 use super::unit::{Ended, Io, Unit};
+use crate::util::pidlock::{self, Acquired, PidLock};
 
 /// The lock svscan holds on the directory it scans; it also holds svscan's pid.
 pub const SCAN_LOCK: &str = ".svscan.lock";
@@ -174,48 +176,15 @@ pub fn run(opts: Options) -> Result<i32> {
     }
 }
 
-/// Locks `DIR/.svscan.lock` (flock, like runsv's `supervise/lock`) and writes our pid in it.
-fn lock_scan_dir(dir: &Path) -> Result<File> {
-    let path = dir.join(SCAN_LOCK);
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(&path)
-        .with_context(|| format!("{}: cannot open", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut pid = String::new();
-            let _ = f.read_to_string(&mut pid);
-            bail!(
-                "{} is already supervised by another approuter svscan (pid {}); stop it first (approuter shutdown)",
-                dir.display(),
-                pid.trim()
-            );
-        }
-        Err(TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("{}: cannot lock", path.display()))
-        }
-    }
-    f.set_len(0)?;
-    f.rewind()?;
-    writeln!(f, "{}", std::process::id())?;
-    Ok(f)
-}
-
-/// The pid of the svscan that holds `dir`, if one does.
-pub fn running_pid(dir: &Path) -> Option<u32> {
-    let mut f = File::open(dir.join(SCAN_LOCK)).ok()?;
-    match f.try_lock() {
-        Err(TryLockError::WouldBlock) => {
-            let mut s = String::new();
-            f.read_to_string(&mut s).ok()?;
-            s.trim().parse().ok()
-        }
-        _ => None,
+/// Locks `DIR/.svscan.lock` (flock, like runsv's `supervise/lock`) with our pid in it.
+fn lock_scan_dir(dir: &Path) -> Result<PidLock> {
+    match pidlock::acquire(&dir.join(SCAN_LOCK), false, 0o644)? {
+        Acquired::Mine(lock) => Ok(lock),
+        Acquired::Busy { pid } => bail!(
+            "{} is already supervised by another approuter svscan (pid {}); stop it first (approuter shutdown)",
+            dir.display(),
+            pid.map_or_else(|| "unknown".to_string(), |p| p.to_string())
+        ),
     }
 }
 
@@ -276,18 +245,9 @@ impl Scanner {
         if let Ok(entries) = fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') {
-                    continue;
+                if let Some(meta) = servicedir::entry(&self.dir, &name) {
+                    present.insert(name, (meta.dev(), meta.ino()));
                 }
-                let path = self.dir.join(&name);
-                // A symlink to a directory counts, as for runsvdir.
-                let Ok(meta) = fs::metadata(&path) else {
-                    continue;
-                };
-                if !meta.is_dir() || !path.join("run").exists() {
-                    continue;
-                }
-                present.insert(name, (meta.dev(), meta.ino()));
             }
         }
         let gone: Vec<usize> = self
@@ -386,8 +346,7 @@ impl Scanner {
 
     fn open_service(&self, name: &str, id: (u64, u64)) -> Result<Service, String> {
         let path = self.dir.join(name);
-        let log_dir = path.join("log");
-        if !log_dir.is_dir() {
+        let Some(log_dir) = servicedir::log_of(&path) else {
             let main = Unit::open(&path, name.to_string(), false, Io::default(), self.grace)?;
             return Ok(Service {
                 name: name.to_string(),
@@ -399,7 +358,7 @@ impl Scanner {
                 removed: false,
                 log_told_to_exit: false,
             });
-        }
+        };
         let pipe = || {
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
         };
@@ -531,8 +490,10 @@ impl Scanner {
                 if let Some(log) = svc.log.as_mut() {
                     if !svc.log_told_to_exit {
                         svc.log_told_to_exit = true;
-                        // Closing our ends of the pipe lets the logger read to the end and exit.
+                        // Closing our ends of the pipe lets the logger read to the end and
+                        // exit: every write end, the one kept for the service's stderr too.
                         svc.main.io.stdout = None;
+                        svc.main.io.stderr = None;
                         log.io.stdin = None;
                         log.exit(now);
                     }
@@ -560,6 +521,12 @@ impl Scanner {
                 }
                 self.by_name.remove(&svc.name);
                 self.pids.retain(|_, (s, _)| *s != slot);
+                // A directory put back while this one was stopping (an alternate removed and
+                // added again) is taken at the next look, not at the next full scan.
+                if svc.removed {
+                    self.last_dir_key = None;
+                    self.next_scan = now;
+                }
                 // `x` to every service ends svscan, as SIGTERM does.
                 if self.by_name.is_empty() && !self.exited.is_empty() && !self.shutting_down {
                     super::say(format_args!("every service has exited"));

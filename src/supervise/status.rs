@@ -6,8 +6,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::fsx;
-use crate::tai64::Tai64N;
+use crate::util::file as fsx;
+use crate::util::tai64::Tai64N;
 
 pub const SUPERVISE: &str = "supervise";
 pub const STATUS: &str = "status";
@@ -27,6 +27,17 @@ pub enum State {
     Down = 0,
     Run = 1,
     Finish = 2,
+}
+
+impl State {
+    /// The word runit writes in `supervise/stat` and `sv status` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Down => "down",
+            State::Run => "run",
+            State::Finish => "finish",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,11 +110,7 @@ impl Status {
 
     /// The one line runit keeps in `supervise/stat`: never "normally", never "want up".
     pub fn stat_text(&self) -> String {
-        let mut s = String::from(match self.state {
-            State::Down => "down",
-            State::Run => "run",
-            State::Finish => "finish",
-        });
+        let mut s = String::from(self.state.name());
         if self.paused {
             s.push_str(", paused");
         }
@@ -129,6 +136,16 @@ impl Status {
         }
     }
 
+    /// Is `./run` running? The one test of "up" every client uses.
+    pub fn is_up(&self) -> bool {
+        self.state == State::Run && self.pid != 0
+    }
+
+    /// Down with nothing left running (not finishing, not draining a group).
+    pub fn is_down(&self) -> bool {
+        self.state == State::Down && self.pid == 0
+    }
+
     /// Seconds since `since`, as `sv` counts them: a future timestamp shows as 0.
     pub fn age_secs(&self, now: SystemTime) -> u64 {
         now.duration_since(self.since.to_system())
@@ -150,9 +167,10 @@ pub fn write(service: &Path, status: &Status) -> io::Result<()> {
     fsx::write_atomic_io(&dir.join(STATUS), &status.encode(), 0o644)
 }
 
-pub fn read(service: &Path) -> io::Result<Result<Status, String>> {
+/// Reads `supervise/status`; a file runit would not have written is `InvalidData`.
+pub fn read(service: &Path) -> io::Result<Status> {
     let bytes = fs::read(supervise_dir(service).join(STATUS))?;
-    Ok(Status::decode(&bytes))
+    Status::decode(&bytes).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
 }
 
 /// Whether a supervisor holds `service`, asked the way `sv` and `svok` ask: opening the `ok`

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::control::Command;
 use super::policy;
-use super::procfs;
+use super::servicedir;
 use super::status::{self, Extra, State, Status, Want};
-use crate::tai64::Tai64N;
+use crate::ext::procfs;
+use crate::util::tai64::Tai64N;
 
 /// The descriptors a unit's processes get; `None` inherits svscan's own (stdin: /dev/null).
 #[derive(Default)]
@@ -177,10 +178,10 @@ impl Unit {
             Err(TryLockError::Error(e)) => return Err(err("cannot lock supervise/lock", e)),
         }
         let control = open_control(&sup).map_err(|e| err("cannot open supervise/control", e))?;
-        let previous = status::read(dir).ok().and_then(Result::ok);
+        let previous = status::read(dir).ok();
         let extra = status::read_extra(dir);
         let now = Instant::now();
-        let want = if dir.join("down").exists() {
+        let want = if servicedir::normally_down(dir) {
             Want::Down
         } else {
             Want::Up
@@ -246,7 +247,7 @@ impl Unit {
     pub fn repair(&mut self) -> bool {
         let new_control = self.repair_fifos();
         let sup = status::supervise_dir(&self.dir);
-        let intact = status::read(&self.dir).ok().and_then(Result::ok) == Some(self.status());
+        let intact = status::read(&self.dir).ok() == Some(self.status());
         if !intact && sup.exists() {
             self.note("rewrote a damaged supervise/status");
             self.publish();
@@ -477,7 +478,7 @@ impl Unit {
         self.signalled = false;
         self.started = now;
         self.since = Tai64N::now();
-        match self.spawn("run", &[]) {
+        match self.spawn(servicedir::RUN, &[]) {
             Ok(pid) => {
                 self.phase = Phase::Run { pid };
                 if self.extra.next_start != 0 {
@@ -546,9 +547,9 @@ impl Unit {
 
     /// After `./run` and its group are gone: `./finish` if there is one, else down.
     fn after_run(&mut self, ended: Ended, now: Instant) -> Option<Pid> {
-        if File::open(self.dir.join("finish")).is_ok() {
+        if File::open(self.dir.join(servicedir::FINISH)).is_ok() {
             let args = [ended.code.to_string(), ended.low.to_string()];
-            match self.spawn("finish", &args) {
+            match self.spawn(servicedir::FINISH, &args) {
                 Ok(pid) => {
                     self.phase = Phase::Finish { pid };
                     return Some(pid);

@@ -13,7 +13,7 @@ use nix::fcntl::{Flock, FlockArg};
 use super::config::Config;
 use super::files::{self, Step};
 use super::{info, warn};
-use crate::tai64::Tai64N;
+use crate::util::tai64::Tai64N;
 
 /// Unwritten log a directory holds while it cannot be written; beyond this the oldest lines go.
 pub const HOLD_MAX: usize = 4 << 20;

@@ -4,7 +4,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use crate::tai64::Tai64N;
+use crate::util::tai64::Tai64N;
 
 pub const CURRENT: &str = "current";
 pub const LOCK: &str = "lock";

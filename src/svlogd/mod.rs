@@ -1,8 +1,9 @@
-//! `approuter svlogd`: a logger that appends its input line by line to `current` in log directories, on disk exactly as runit's svlogd.
+//! svlogd log directories, written and read: `approuter svlogd` appends its input line by line to `current` (on disk exactly as runit's svlogd), and `reader` reads them back.
 
 mod config;
 mod dir;
 mod files;
+pub mod reader;
 mod stamp;
 
 use anyhow::{bail, Context, Result};
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::tai64::Tai64N;
+use crate::util::tai64::Tai64N;
 use dir::LogDir;
 use stamp::Stamper;
 

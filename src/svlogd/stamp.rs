@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::tai64::{utc_civil, Tai64N};
+use crate::util::tai64::{utc_civil, Tai64N};
 
 /// Formats the timestamp that starts each line (with its trailing space), reusing the
 /// calendar part while the second has not changed: at a million lines a second the date is

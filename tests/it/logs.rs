@@ -12,9 +12,10 @@ use crate::util::{approuter_exe, one_line_error, wait_for, Proc, Root};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A service directory (all `logs` needs to know the name) and its log directory.
+/// A service directory (all `logs` needs is its name; a `run` makes it one) and its log directory.
 fn service(root: &Root, name: &str, config: &str) -> PathBuf {
-    fs::create_dir_all(root.var("service").join(name)).unwrap();
+    crate::util::write_exec(&root.var("service").join(name).join("run"), "#!/bin/sh
+");
     let dir = root.var("log").join(name);
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("config"), config).unwrap();

@@ -1,9 +1,11 @@
-//! The health check: `GET <health_path>` on an instance's port, or through nginx with a routing cookie.
+//! approuter's HTTP client: `GET <health_path>` on an instance's port, or through nginx with a routing cookie, and waiting for a 200.
 
 use std::time::{Duration, Instant};
 
-/// The cookie nginx routes by (its name is also in skel/nginx.conf).
-pub const ROUTING_COOKIE: &str = "approuter_alt";
+use crate::render::ROUTING_COOKIE;
+
+/// How long one health request may take when nothing tighter applies.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What one request found.
 #[derive(Debug, Clone)]
@@ -53,30 +55,5 @@ pub fn get(
             ureq::Error::Timeout(_) => format!("no answer within {:.1}s", timeout.as_secs_f64()),
             other => other.to_string(),
         }),
-    }
-}
-
-/// Polls the health path (every 50 ms: an instance's start-up is what a deploy waits for) until it answers 200 or `deadline` passes. Returns how long
-/// it took, or the last thing that went wrong.
-pub fn wait_healthy(port: u16, path: &str, deadline: Instant) -> Result<Duration, String> {
-    let start = Instant::now();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let last = match get(
-            port,
-            path,
-            None,
-            left.clamp(Duration::from_millis(100), Duration::from_secs(5)),
-        ) {
-            Ok(a) if a.status == 200 => return Ok(start.elapsed()),
-            Ok(a) => format!("{path} answered {}", a.status),
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
-            return Err(last);
-        }
-        std::thread::sleep(
-            Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())),
-        );
     }
 }

@@ -1,4 +1,4 @@
-//! File writes that readers never see half-done: `X.new` then rename, as s6 and runit do.
+//! Files on disk: writes that readers never see half-done (`X.new` then rename, as s6 and runit do), optional reads, and the executable test.
 
 use anyhow::{Context, Result};
 use std::fs::{self, OpenOptions};
@@ -62,6 +62,31 @@ pub fn remove_if_present(path: &Path) -> Result<()> {
 
 pub fn ensure_dir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).with_context(|| format!("{}: cannot create directory", path.display()))
+}
+
+/// The file's text, or `None` when it does not exist; any other failure, or bytes that are not
+/// UTF-8, is an error naming the file.
+pub fn read_optional(path: &Path) -> Result<Option<String>> {
+    match fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Ok(Some(text)),
+            Err(_) => anyhow::bail!("{}: not valid UTF-8 text", path.display()),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    }
+}
+
+/// A regular file someone may execute.
+pub fn is_executable(path: &Path) -> bool {
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Adds the path to an io error's message, for errors that travel without context.
+pub fn with_path(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
-//! Every git operation approuter performs, through git2: asking the remote, cloning, fetching, hard resets, and reading what a checkout holds.
+//! Every git operation approuter performs, through git2: asking the remote, cloning, fetching, hard resets, reading what a checkout holds, and making the demo's repository.
 
 use anyhow::{anyhow, Context, Result};
 use git2::{
     build::{CheckoutBuilder, RepoBuilder},
-    Cred, CredentialType, Direction, FetchOptions, Oid, Remote, RemoteCallbacks, Repository,
-    ResetType,
+    Cred, CredentialType, Direction, FetchOptions, IndexAddOption, Oid, Remote, RemoteCallbacks,
+    Repository, RepositoryInitOptions, ResetType, Signature,
 };
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -177,9 +177,10 @@ pub fn clone(url: &str, branch: &str, dest: &Path, label: &str) -> Result<Oid> {
         eprintln!();
     }
     let oid = repo?
-        .head()?
-        .target()
-        .context("cloned HEAD has no commit")?;
+        .head()
+        .ok()
+        .and_then(|h| h.target())
+        .with_context(|| format!("{}: the clone has no HEAD commit", tmp.display()))?;
     std::fs::rename(&tmp, dest)
         .with_context(|| format!("{}: cannot move the clone into place", dest.display()))?;
     Ok(oid)
@@ -193,9 +194,12 @@ pub struct Checkout {
     pub origin: Option<String>,
 }
 
+fn open(dest: &Path) -> Result<Repository> {
+    Repository::open(dest).with_context(|| format!("{}: not a git checkout", dest.display()))
+}
+
 pub fn inspect(dest: &Path) -> Result<Checkout> {
-    let repo = Repository::open(dest)
-        .with_context(|| format!("{}: not a git checkout", dest.display()))?;
+    let repo = open(dest)?;
     let head = repo
         .head()
         .with_context(|| format!("{}: no HEAD", dest.display()))?;
@@ -219,9 +223,10 @@ pub fn inspect(dest: &Path) -> Result<Checkout> {
 
 /// Fetches `branch` from origin and returns its head; nothing in the work tree changes.
 pub fn fetch(dest: &Path, url: &str, branch: &str) -> Result<Oid> {
-    let repo = Repository::open(dest)
-        .with_context(|| format!("{}: not a git checkout", dest.display()))?;
-    let mut remote = repo.remote_anonymous(url)?;
+    let repo = open(dest)?;
+    let mut remote = repo
+        .remote_anonymous(url)
+        .with_context(|| format!("{}: bad repository URL {url}", dest.display()))?;
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(callbacks(user_config()));
     let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
@@ -236,7 +241,9 @@ pub fn fetch(dest: &Path, url: &str, branch: &str) -> Result<Oid> {
                 anyhow!("fetching {branch} from {url}: {}", e.message())
             }
         })?;
-    let r = repo.find_reference(&format!("refs/remotes/origin/{branch}"))?;
+    let r = repo
+        .find_reference(&format!("refs/remotes/origin/{branch}"))
+        .with_context(|| format!("{}: fetched {branch} but found no ref", dest.display()))?;
     r.target().context("fetched branch has no commit")
 }
 
@@ -244,8 +251,7 @@ pub fn fetch(dest: &Path, url: &str, branch: &str) -> Result<Oid> {
 /// (or made) there and checked out, `git reset --hard`, and every file the commit does not track
 /// removed, except the ones the repository ignores. `oid` must have been fetched.
 pub fn checkout(dest: &Path, url: &str, branch: &str, oid: Oid) -> Result<()> {
-    let repo = Repository::open(dest)
-        .with_context(|| format!("{}: not a git checkout", dest.display()))?;
+    let repo = open(dest)?;
     if repo
         .find_remote("origin")
         .ok()
@@ -254,9 +260,10 @@ pub fn checkout(dest: &Path, url: &str, branch: &str, oid: Oid) -> Result<()> {
         != Some(url)
     {
         match repo.find_remote("origin") {
-            Ok(_) => repo.remote_set_url("origin", url)?,
-            Err(_) => drop(repo.remote("origin", url)?),
+            Ok(_) => repo.remote_set_url("origin", url),
+            Err(_) => repo.remote("origin", url).map(drop),
         }
+        .with_context(|| format!("{}: cannot set origin to {url}", dest.display()))?;
     }
     let commit = repo
         .find_commit(oid)
@@ -290,28 +297,88 @@ pub fn short(oid: Oid) -> String {
     s[..7.min(s.len())].to_string()
 }
 
-/// How an existing checkout differs from what the plan expects (`None`: it does not), read
-/// without touching it.
-pub fn mismatch(dest: &Path, url: &str, branch: &str) -> Result<Option<String>> {
-    let co = inspect(dest)?;
-    if co.origin.as_deref() != Some(url) {
-        return Ok(Some(format!(
-            "{}: its origin is {} but repo.conf says {url}",
-            dest.display(),
-            co.origin.as_deref().unwrap_or("(none)")
-        )));
+impl Checkout {
+    /// How this checkout (at `dest`) differs from being on `branch` of `url`; `None` when it
+    /// does not.
+    pub fn differs(&self, dest: &Path, url: &str, branch: &str) -> Option<String> {
+        if self.origin.as_deref() != Some(url) {
+            return Some(format!(
+                "{}: its origin is {} but repo.conf says {url}",
+                dest.display(),
+                self.origin.as_deref().unwrap_or("(none)")
+            ));
+        }
+        if self.branch.as_deref() != Some(branch) {
+            return Some(format!(
+                "{}: it is on {} but should be on branch `{branch}`",
+                dest.display(),
+                self.branch
+                    .as_deref()
+                    .map(|b| format!("branch `{b}`"))
+                    .unwrap_or_else(|| "a detached HEAD".into())
+            ));
+        }
+        None
     }
-    if co.branch.as_deref() != Some(branch) {
-        return Ok(Some(format!(
-            "{}: it is on {} but should be on branch `{branch}`",
-            dest.display(),
-            co.branch
-                .as_deref()
-                .map(|b| format!("branch `{b}`"))
-                .unwrap_or_else(|| "a detached HEAD".into())
-        )));
+
+    /// On `branch` of `url`, at `oid`.
+    pub fn is_at(&self, url: &str, branch: &str, oid: Oid) -> bool {
+        self.head == oid
+            && self.origin.as_deref() == Some(url)
+            && self.branch.as_deref() == Some(branch)
     }
-    Ok(None)
+}
+
+/// A new repository in `dir` whose first commit will be on `branch`, with an identity of its own
+/// so that commits work on a machine where git has none yet.
+pub fn init(dir: &Path, branch: &str, name: &str, email: &str) -> Result<()> {
+    let mut opts = RepositoryInitOptions::new();
+    opts.initial_head(branch);
+    let repo = Repository::init_opts(dir, &opts)
+        .with_context(|| format!("{}: git init", dir.display()))?;
+    let mut cfg = repo
+        .config()
+        .with_context(|| format!("{}: no git config", dir.display()))?;
+    cfg.set_str("user.name", name)
+        .and_then(|()| cfg.set_str("user.email", email))
+        .with_context(|| format!("{}: cannot set the git identity", dir.display()))
+}
+
+/// Commits every file of the work tree on the current branch, as the repository's own identity.
+pub fn commit_all(dir: &Path, message: &str) -> Result<Oid> {
+    let repo = open(dir)?;
+    (|| {
+        let mut index = repo.index()?;
+        index.add_all(["*"], IndexAddOption::DEFAULT, None)?;
+        index.write()?;
+        let tree = repo.find_tree(index.write_tree()?)?;
+        let sig = repo
+            .signature()
+            .or_else(|_| Signature::now("approuter", "approuter@invalid"))?;
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+    })()
+    .with_context(|| format!("{}: cannot commit", dir.display()))
+}
+
+/// Makes `branch` at the current commit and moves HEAD to it; the work tree stays as it is.
+pub fn branch_here(dir: &Path, branch: &str) -> Result<()> {
+    let repo = open(dir)?;
+    (|| {
+        let head = repo.head()?.peel_to_commit()?;
+        repo.branch(branch, &head, false)?;
+        repo.set_head(&format!("refs/heads/{branch}"))
+    })()
+    .with_context(|| format!("{}: cannot make branch {branch}", dir.display()))
+}
+
+/// Moves HEAD to `branch` and makes the work tree match it.
+pub fn switch_branch(dir: &Path, branch: &str) -> Result<()> {
+    let repo = open(dir)?;
+    repo.set_head(&format!("refs/heads/{branch}"))
+        .and_then(|()| repo.checkout_head(Some(CheckoutBuilder::new().force())))
+        .with_context(|| format!("{}: cannot switch to {branch}", dir.display()))
 }
 
 #[cfg(test)]

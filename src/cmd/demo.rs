@@ -1,69 +1,62 @@
 //! `approuter demo`: a local git repository holding a small application with branches `main` and `beta`, configured and started.
 
 use anyhow::{bail, Context, Result};
-use git2::{IndexAddOption, Repository, RepositoryInitOptions, Signature};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use super::start;
 use crate::config::{self, Config};
-use crate::fsx;
+use crate::ext::git;
 use crate::layout::Layout;
+use crate::render::{sh_quote, ROUTING_COOKIE};
+use crate::util::file as fsx;
 
-const START: &str = include_str!("../skel/demo-app/start");
-const SERVER: &str = include_str!("../skel/demo-app/server.py");
+const START: &str = include_str!("../../skel/demo-app/start");
+const SERVER: &str = include_str!("../../skel/demo-app/server.py");
 
-pub fn repo_dir(layout: &Layout) -> PathBuf {
+pub fn run(layout: &Layout) -> Result<ExitCode> {
+    prepare(layout)?;
+    let ok = start::whole(layout)?;
+    if ok {
+        let port = Config::load(layout)?.settings.listen_port;
+        print!("{}", urls(layout, port));
+    }
+    Ok(super::exit_if(ok))
+}
+
+fn repo_dir(layout: &Layout) -> PathBuf {
     layout.managed().join("demo-app")
 }
 
 fn write_app(dir: &Path, branch: &str, version: &str) -> Result<()> {
-    fs::write(dir.join("start"), START)?;
-    fs::set_permissions(dir.join("start"), fs::Permissions::from_mode(0o755))?;
-    fs::write(dir.join("server.py"), SERVER)?;
-    fs::write(dir.join("BRANCH"), format!("{branch}\n"))?;
-    fs::write(dir.join("VERSION"), format!("{version}\n"))?;
-    Ok(())
-}
-
-fn commit_all(repo: &Repository, message: &str) -> Result<()> {
-    let mut index = repo.index()?;
-    index.add_all(["*"], IndexAddOption::DEFAULT, None)?;
-    index.write()?;
-    let tree = repo.find_tree(index.write_tree()?)?;
-    let sig = Signature::now("approuter demo", "demo@approuter.invalid")?;
-    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
-    let parents: Vec<&git2::Commit> = parent.iter().collect();
-    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)?;
-    Ok(())
+    let start = dir.join("start");
+    (|| {
+        fs::write(&start, START)?;
+        fs::set_permissions(&start, fs::Permissions::from_mode(0o755))?;
+        fs::write(dir.join("server.py"), SERVER)?;
+        fs::write(dir.join("BRANCH"), format!("{branch}\n"))?;
+        fs::write(dir.join("VERSION"), format!("{version}\n"))
+    })()
+    .with_context(|| format!("{}: cannot write the demo application", dir.display()))
 }
 
 /// Creates the demo application's repository: `main` at version 1, `beta` at version 2-beta.
 /// The work tree is left on `main`, ready for an operator's next commit.
-pub fn create_repo(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let mut opts = RepositoryInitOptions::new();
-    opts.initial_head("main");
-    let repo = Repository::init_opts(dir, &opts)
-        .with_context(|| format!("{}: git init", dir.display()))?;
-    // So the README's `git commit` works on a machine where git has no identity yet.
-    let mut cfg = repo.config()?;
-    cfg.set_str("user.name", "approuter demo")?;
-    cfg.set_str("user.email", "demo@approuter.invalid")?;
+fn create_repo(dir: &Path) -> Result<()> {
+    fsx::ensure_dir(dir)?;
+    git::init(dir, "main", "approuter demo", "demo@approuter.invalid")?;
     write_app(dir, "main", "1")?;
-    commit_all(&repo, "demo app, version 1")?;
-    let head = repo.head()?.peel_to_commit()?;
-    repo.branch("beta", &head, false)?;
-    repo.set_head("refs/heads/beta")?;
+    git::commit_all(dir, "demo app, version 1")?;
+    git::branch_here(dir, "beta")?;
     write_app(dir, "beta", "2-beta")?;
-    commit_all(&repo, "beta: version 2-beta")?;
-    repo.set_head("refs/heads/main")?;
-    repo.checkout_head(Some(git2::build::CheckoutBuilder::new().force()))?;
-    Ok(())
+    git::commit_all(dir, "beta: version 2-beta")?;
+    git::switch_branch(dir, "main")
 }
 
-/// Sets up the demo under `layout` (or finds it set up already) and returns what to tell the user.
-pub fn prepare(layout: &Layout) -> Result<()> {
+/// Sets up the demo under `layout`, or finds it set up already.
+fn prepare(layout: &Layout) -> Result<()> {
     let app = repo_dir(layout);
     let repo_conf = layout.etc_file(config::REPO_CONF);
     let app_url = app.to_string_lossy().into_owned();
@@ -106,15 +99,15 @@ pub fn prepare(layout: &Layout) -> Result<()> {
 }
 
 /// The URLs to try once the demo runs.
-pub fn urls(layout: &Layout, port: u16) -> String {
+fn urls(layout: &Layout, port: u16) -> String {
     let base = format!("http://localhost:{port}");
-    let root = crate::render::sh_quote(&layout.root().to_string_lossy());
+    let root = sh_quote(&layout.root().to_string_lossy());
     format!(
         "\nThe demo runs. Try:\n\
          \x20 production:        {base}/\n\
          \x20 opt in to beta:    {base}/set_alt_cookie_beta.html   (then {base}/ again)\n\
          \x20 back to production: {base}/remove_alt_cookie_beta.html\n\
-         \x20 from a shell:      curl -s {base}/ ; curl -s -b approuter_alt=beta {base}/\n\
+         \x20 from a shell:      curl -s {base}/ ; curl -s -b {ROUTING_COOKIE}=beta {base}/\n\
          \n\
          Then, as README.md shows: approuter --root {root} status (or switch, sync, logs, shutdown)\n"
     )

@@ -1,11 +1,11 @@
 //! Operator hooks: optional executables `managed/etc/hooks/<event>`, run after an event with its facts as arguments; they can report but never block.
 
 use std::io::Read;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::layout::Layout;
+use crate::util::file::is_executable;
 
 /// The events a hook can be written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,11 +111,4 @@ pub fn run(layout: &Layout, event: Event, args: &[&str]) -> Vec<String> {
         )),
     }
     lines
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }

@@ -1,11 +1,18 @@
-//! How approuter invokes nginx: finding the binary, the command line it runs under, and `nginx -t` on a candidate configuration.
+//! How approuter invokes nginx: finding the binary, the command line it runs under, `nginx -t` on a candidate configuration, and reloads.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use crate::fsx;
+use crate::ext::procfs;
 use crate::render::OutFile;
+use crate::supervise::{client, control};
+use crate::util::file::{self as fsx, is_executable};
+use crate::util::poll;
+
+/// How long a reload may take before it is reported as stuck.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where nginx lives when it is not on PATH: cron's and sudo's PATH often lack the sbin directories.
 const SBIN_DIRS: &[&str] = &[
@@ -32,13 +39,6 @@ pub fn locate(configured: Option<&Path>) -> Result<PathBuf> {
         .map(|d| d.join("nginx"))
         .find(|p| p.is_absolute() && is_executable(p))
         .context("nginx not found on PATH or in /usr/sbin; install it (apt-get install nginx-light) or set `nginx` in managed/etc/approuter.toml")
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }
 
 /// nginx's version, from `nginx -v` ("nginx version: nginx/1.22.1" on stderr).
@@ -92,31 +92,51 @@ pub fn worker_user() -> Option<String> {
     })
 }
 
-/// Runs `nginx -t` on candidate configuration files (`nginx/nginx.conf`, `nginx/active.conf`)
-/// in a scratch prefix, so nothing nginx reads is touched before the check passes.
-pub fn check(base_cmd: &[String], files: &[OutFile]) -> Result<()> {
+/// The whole command line nginx runs under: `base` (binary and version-dependent options), then
+/// the prefix its relative paths start from and its configuration file.
+pub fn invocation(base: &[String], prefix_dir: &Path, conf: &Path) -> Vec<String> {
+    let mut cmd = base.to_vec();
+    cmd.extend([
+        "-p".into(),
+        format!("{}/", prefix_dir.display()),
+        "-c".into(),
+        conf.display().to_string(),
+    ]);
+    cmd
+}
+
+/// Runs `nginx -t` on candidate configuration files in a scratch prefix, so nothing nginx reads
+/// is touched before the check passes. Messages name the files as they will be in `real_dir`.
+pub fn check(base_cmd: &[String], files: &[OutFile], real_dir: &Path) -> Result<()> {
     let scratch = tempfile::Builder::new()
         .prefix("approuter-nginx-check.")
         .tempdir()
         .context("creating a scratch directory for nginx -t")?;
+    let mut conf = None;
     for f in files {
-        let name = f.rel.file_name().context("nginx file without a name")?;
-        fsx::write_atomic(&scratch.path().join(name), &f.bytes, f.mode)?;
+        let name = f.path.file_name().context("nginx file without a name")?;
+        let path = scratch.path().join(name);
+        fsx::write_atomic(&path, &f.bytes, f.mode)?;
+        if name == "nginx.conf" {
+            conf = Some(path);
+        }
     }
-    let prefix = format!("{}/", scratch.path().display());
-    let conf = scratch.path().join("nginx.conf");
-    let (bin, opts) = base_cmd.split_first().context("empty nginx command")?;
+    let conf = conf.context("no nginx.conf among the files to check")?;
+    let cmd = invocation(base_cmd, scratch.path(), &conf);
+    let (bin, opts) = cmd.split_first().context("empty nginx command")?;
     let out = Command::new(bin)
         .args(opts)
-        .args(["-t", "-q", "-p", &prefix, "-c"])
-        .arg(&conf)
+        .args(["-t", "-q"])
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {bin} -t"))?;
     if out.status.success() {
         return Ok(());
     }
-    let text = String::from_utf8_lossy(&out.stderr).replace(&prefix, "managed/var/nginx/");
+    let text = String::from_utf8_lossy(&out.stderr).replace(
+        &format!("{}/", scratch.path().display()),
+        &format!("{}/", real_dir.display()),
+    );
     let first = text
         .lines()
         .find(|l| l.contains("[emerg]") || l.contains("[crit]"))
@@ -132,80 +152,43 @@ pub fn check(base_cmd: &[String], files: &[OutFile]) -> Result<()> {
     bail!("nginx -t refused the generated configuration: {msg}")
 }
 
-/// The worker processes of an nginx master, with their titles ("nginx: worker process", or
-/// "... is shutting down" once they have stopped accepting).
-fn workers(master: u32) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
-            .and_then(|s| s.parse::<u32>().ok());
-        if ppid == Some(master) {
-            let title = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
-            out.push((
-                pid,
-                String::from_utf8_lossy(&title)
-                    .replace('\0', " ")
-                    .trim()
-                    .to_string(),
-            ));
-        }
-    }
-    out
-}
-
 fn accepting(title: &str) -> bool {
     title.contains("worker process") && !title.contains("shutting down")
 }
 
-/// Tells the supervised nginx (service directory `dir`) to reload, through its control FIFO, and
-/// waits until every worker that ran the old configuration has stopped accepting connections:
-/// from then on every new connection is served by the new configuration. False when nginx does
-/// not run. Its configuration has already passed `nginx -t`.
-pub fn reload(dir: &Path) -> Result<bool> {
-    use crate::supervise::{control, status};
-    if status::probe(dir) != status::Probe::Supervised {
+/// Tells the supervised nginx (service directory `service`) to reload, through its control FIFO,
+/// and waits until every worker that ran the old configuration has stopped accepting
+/// connections: from then on every new connection is served by the new configuration. False
+/// when nginx does not run. Its configuration has already passed `nginx -t`.
+pub fn reload(service: &Path, log: &Path) -> Result<bool> {
+    use crate::supervise::status::{probe, Probe};
+    if probe(service) != Probe::Supervised {
         return Ok(false);
     }
-    let master = match status::read(dir) {
-        Ok(Ok(st)) if st.state == status::State::Run && st.pid != 0 => st.pid,
+    let master = match client::read(service) {
+        Ok(st) if st.is_up() => st.pid,
         _ => return Ok(false),
     };
-    let old: Vec<u32> = workers(master)
+    let old: Vec<u32> = procfs::children(master)
         .into_iter()
         .filter(|(_, t)| accepting(t))
         .map(|(p, _)| p)
         .collect();
-    control::send(dir, control::HUP).context("telling nginx to reload")?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let now = workers(master);
+    control::send(service, control::HUP).context("telling nginx to reload")?;
+    let took = poll::holds(RELOAD_TIMEOUT, Duration::from_millis(5), || {
+        let now = procfs::children(master);
         let old_accepting = now.iter().any(|(p, t)| old.contains(p) && accepting(t));
         let new_accepting = now.iter().any(|(p, t)| !old.contains(p) && accepting(t));
-        if !old_accepting && new_accepting {
-            return Ok(true);
-        }
-        if std::time::Instant::now() >= deadline {
-            bail!(
-                "nginx (pid {master}) did not take its new configuration within 10 s; see {}",
-                dir.parent()
-                    .and_then(Path::parent)
-                    .map(|var| var.join("log/nginx/current").display().to_string())
-                    .unwrap_or_default()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        !old_accepting && new_accepting
+    });
+    if !took {
+        bail!(
+            "nginx (pid {master}) did not take its new configuration within {} s; see {}",
+            RELOAD_TIMEOUT.as_secs(),
+            log.display()
+        );
     }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -227,5 +210,21 @@ mod tests {
         assert_eq!(old, ["/usr/sbin/nginx"]);
         let new = base_command(Path::new("/usr/sbin/nginx"), (1, 22, 1));
         assert_eq!(new, ["/usr/sbin/nginx", "-e", "stderr"]);
+        assert_eq!(
+            invocation(
+                &new,
+                Path::new("/r/nginx"),
+                Path::new("/r/nginx/nginx.conf")
+            ),
+            [
+                "/usr/sbin/nginx",
+                "-e",
+                "stderr",
+                "-p",
+                "/r/nginx/",
+                "-c",
+                "/r/nginx/nginx.conf"
+            ]
+        );
     }
 }

@@ -1,115 +1,15 @@
-//! `approuter logs`: the last lines of services' logs, as written, and following them across rotations.
+//! Reading svlogd log directories as they are written: the last lines of `current` and the rotated files before it, and following them across rotations.
 
-use anyhow::{bail, Context, Result};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::PathBuf;
 
-use crate::generate;
-use crate::layout::Layout;
-use crate::svlogd;
-
-#[derive(clap::Args)]
-pub struct Args {
-    /// Keep printing new lines, across rotations, until interrupted
-    #[arg(short = 'f', long)]
-    follow: bool,
-    /// How many of the last lines to print first
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
-    lines: usize,
-    /// Every service
-    #[arg(long, conflicts_with = "services")]
-    all: bool,
-    /// Services, as named in managed/var/service
-    #[arg(value_name = "SERVICE", required_unless_present = "all")]
-    services: Vec<String>,
-}
-
-/// How often `-f` looks for new lines: quick enough to feel live, cheap enough to leave running.
-const FOLLOW_EVERY: u16 = 200;
-
-pub fn main(layout: &Layout, args: Args) -> Result<ExitCode> {
-    let service_dir = layout.service_dir();
-    let known = generate::existing_services(&service_dir)?;
-    if known.is_empty() {
-        bail!(
-            "{}: no services yet; run `approuter generate` first",
-            service_dir.display()
-        );
-    }
-    let mut names: Vec<String> = Vec::new();
-    for name in if args.all { &known } else { &args.services } {
-        if !known.contains(name) {
-            bail!(
-                "unknown service {name:?}; known services: {}",
-                known.join(", ")
-            );
-        }
-        if !names.contains(name) {
-            names.push(name.clone());
-        }
-    }
-    // A blocked SIGINT/SIGTERM is read from a signalfd, so that -f ends quietly and exits 0.
-    let signals = if args.follow {
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGINT);
-        mask.add(Signal::SIGTERM);
-        mask.thread_block().context("cannot block signals")?;
-        Some(
-            SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
-                .context("cannot create a signalfd")?,
-        )
-    } else {
-        None
-    };
-    let width = names.iter().map(String::len).max().unwrap_or(0);
-    let mut logs: Vec<Log> = names
-        .iter()
-        .map(|name| {
-            let prefix = if names.len() > 1 {
-                format!("{name:<width$} | ").into_bytes()
-            } else {
-                Vec::new()
-            };
-            Log::new(prefix, layout.log_dir(name))
-        })
-        .collect();
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    let printed = (|| -> io::Result<()> {
-        for log in &mut logs {
-            log.print_tail(args.lines, &mut out)?;
-        }
-        out.flush()?;
-        let Some(signals) = &signals else {
-            return Ok(());
-        };
-        loop {
-            for log in &mut logs {
-                log.print_new(&mut out)?;
-            }
-            out.flush()?;
-            let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-            if poll(&mut fds, PollTimeout::from(FOLLOW_EVERY)).is_ok_and(|n| n > 0) {
-                return Ok(());
-            }
-        }
-    })();
-    match printed {
-        // A reader such as `head` that has seen enough is not an error.
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("cannot print the logs"),
-        _ => Ok(ExitCode::SUCCESS),
-    }
-}
+use crate::util::file::with_path;
 
 /// One service's log as `logs` reads it: the file it is reading and how far, and the newest
 /// rotated file already accounted for.
-struct Log {
+pub struct Log {
     prefix: Vec<u8>,
     dir: PathBuf,
     file: Option<File>,
@@ -127,7 +27,7 @@ fn identity(f: &File) -> io::Result<(u64, u64)> {
 }
 
 impl Log {
-    fn new(prefix: Vec<u8>, dir: PathBuf) -> Log {
+    pub fn new(prefix: Vec<u8>, dir: PathBuf) -> Log {
         Log {
             prefix,
             dir,
@@ -139,7 +39,7 @@ impl Log {
     }
 
     fn rotated(&self) -> io::Result<Vec<String>> {
-        match svlogd::rotated_names(&self.dir) {
+        match super::rotated_names(&self.dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             r => r.map_err(|e| with_path(e, &self.dir)),
         }
@@ -147,9 +47,9 @@ impl Log {
 
     /// Prints the last `n` complete lines of the log, reaching back into rotated files when
     /// `current` has fewer, and remembers where it stopped for following.
-    fn print_tail(&mut self, n: usize, out: &mut impl Write) -> io::Result<()> {
+    pub fn print_tail(&mut self, n: usize, out: &mut impl Write) -> io::Result<()> {
         // current first: a rotation after this shows up among the rotated files, by identity.
-        let current = svlogd::current_file(&self.dir);
+        let current = super::current_file(&self.dir);
         self.file = File::open(&current).ok();
         let ours = self.file.as_ref().map(identity).transpose()?;
         let names = self.rotated()?;
@@ -204,9 +104,9 @@ impl Log {
     /// Prints the lines completed since the last call, going through any files rotated
     /// meanwhile, in order. A `current` that shrank was truncated by someone: read it again
     /// from the start.
-    fn print_new(&mut self, out: &mut impl Write) -> io::Result<()> {
+    pub fn print_new(&mut self, out: &mut impl Write) -> io::Result<()> {
         self.read_on(out)?;
-        let Ok(now) = std::fs::metadata(svlogd::current_file(&self.dir)) else {
+        let Ok(now) = std::fs::metadata(super::current_file(&self.dir)) else {
             // Between a rotation's rename and the new current, or no directory yet.
             return Ok(());
         };
@@ -245,7 +145,7 @@ impl Log {
                 }
                 self.after = Some(name);
             }
-            let Ok(f) = File::open(svlogd::current_file(&self.dir)) else {
+            let Ok(f) = File::open(super::current_file(&self.dir)) else {
                 self.file = None;
                 return Ok(());
             };
@@ -280,8 +180,4 @@ impl Log {
         self.partial.drain(..whole);
         Ok(())
     }
-}
-
-fn with_path(e: io::Error, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }

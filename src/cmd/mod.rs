@@ -1,0 +1,47 @@
+//! One file per subcommand: each parses nothing (clap did), runs its part of approuter, and prints what the operator sees.
+
+pub mod check;
+pub mod demo;
+pub mod init;
+pub mod logs;
+pub mod shutdown;
+pub mod start;
+pub mod status;
+pub mod stop;
+pub mod switch;
+pub mod sync;
+
+use anyhow::{bail, Result};
+use std::process::ExitCode;
+
+use crate::deploy::generate::list_services;
+use crate::layout::Layout;
+
+/// Success or failure as an exit status.
+pub fn exit_if(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Service names asked for, checked against the service directories; none means all.
+pub fn select(layout: &Layout, names: &[String]) -> Result<Vec<String>> {
+    let known = list_services(&layout.service_dir())?;
+    if names.is_empty() {
+        return Ok(known);
+    }
+    for n in names {
+        if !known.contains(n) {
+            if known.is_empty() {
+                bail!("unknown service `{n}`: there are no services yet; run `approuter generate` or `approuter start`");
+            }
+            bail!(
+                "unknown service `{n}`; known services: {}",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(names.to_vec())
+}

@@ -1,0 +1,283 @@
+//! The running environment as a whole: `start` (checkouts, generated files, the supervisor and its logger, a wait for health) and `shutdown`.
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{checkouts, generate, health, load_plan};
+use crate::config::Config;
+use crate::ext::procfs;
+use crate::layout::{self, Layout};
+use crate::plan::{Plan, NGINX};
+use crate::render::Host;
+use crate::state;
+use crate::supervise::{client, servicedir, status};
+use crate::util::poll;
+
+/// How long a new svscan may take to lock its directory.
+const SVSCAN_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long svscan's logger gets to read to the end of its input once svscan is gone.
+const LOGGER_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many lines of a failing instance's log an error report shows.
+const LOG_TAIL_LINES: usize = 5;
+
+/// How long a shutdown may take: every service gets `grace` between TERM and KILL, and loggers
+/// as long again to drain what their services wrote.
+pub fn shutdown_timeout(grace_secs: u64) -> Duration {
+    Duration::from_secs(grace_secs * 2 + 30)
+}
+
+/// The last `n` lines of a service's log, for error reports.
+pub fn log_tail(layout: &Layout, name: &str, n: usize) -> Vec<String> {
+    let text = fs::read_to_string(layout.log_current(name)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Every port the plan needs must be free, or held by one of our own services (left running by
+/// a supervisor that was killed: the next svscan ends them before it starts anew).
+fn check_ports(layout: &Layout, plan: &Plan) -> Result<()> {
+    let ours: Vec<u32> = generate::list_services(&layout.service_dir())?
+        .iter()
+        .flat_map(|n| {
+            let d = layout.service(n);
+            [Some(d.clone()), servicedir::log_of(&d)]
+        })
+        .flatten()
+        .filter_map(|d| status::read(&d).ok())
+        .filter(|s| s.pid != 0)
+        .map(|s| s.pid)
+        .collect();
+    let mut wanted: Vec<(u16, String)> =
+        vec![(plan.settings.listen_port, "listen_port (nginx)".into())];
+    wanted.extend(
+        plan.instances
+            .iter()
+            .map(|i| (i.port, format!("instance {}", i.name))),
+    );
+    for (port, what) in wanted {
+        if procfs::port_is_free(port) {
+            continue;
+        }
+        let holders = procfs::listeners(port);
+        if !holders.is_empty()
+            && holders
+                .iter()
+                .all(|h| procfs::stat(h.pid).is_some_and(|s| ours.contains(&s.session)))
+        {
+            continue;
+        }
+        let who = match holders.first() {
+            Some(h) => format!("{} (pid {})", h.name, h.pid),
+            None => "another process".into(),
+        };
+        bail!("port {port}, needed for {what}, is in use by {who}; stop it or choose another port in managed/etc/approuter.toml");
+    }
+    Ok(())
+}
+
+/// svscan's logger, as it is started and as /proc shows it: `approuter svlogd -tt <dir>`.
+fn logger_args(layout: &Layout) -> Vec<String> {
+    vec![
+        "svlogd".into(),
+        "-tt".into(),
+        layout.log_dir(layout::SVSCAN).display().to_string(),
+    ]
+}
+
+/// Is `pid` svscan's logger for this root (and not a process that reused the pid)?
+fn is_logger(pid: u32, layout: &Layout) -> bool {
+    procfs::cmdline(pid).is_some_and(|c| c.ends_with(&logger_args(layout).join(" ")))
+}
+
+fn detach(cmd: &mut Command) {
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// Starts svscan on the service directory, detached in its own session, its output going to
+/// `managed/var/log/svscan/` through the built-in logger.
+pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
+    let log_dir = layout.log_dir(layout::SVSCAN);
+    fs::create_dir_all(&log_dir)
+        .with_context(|| format!("{}: cannot create", log_dir.display()))?;
+    end_logger(layout);
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?;
+    let mut logger = Command::new(exe);
+    logger
+        .args(logger_args(layout))
+        .current_dir(layout.root())
+        .stdin(Stdio::from(r))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    detach(&mut logger);
+    let logger = logger.spawn().context("starting svscan's logger")?;
+    let pid_file = layout.svscan_logger_pid();
+    fs::create_dir_all(layout.run_dir())
+        .and_then(|()| fs::write(&pid_file, format!("{}\n", logger.id())))
+        .with_context(|| format!("{}: cannot write", pid_file.display()))?;
+    let mut svscan = Command::new(exe);
+    svscan
+        .arg("svscan")
+        .arg("--grace")
+        .arg(grace.to_string())
+        .arg(layout.service_dir())
+        .current_dir(layout.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(w.try_clone().context("duplicating a pipe")?))
+        .stderr(Stdio::from(w));
+    detach(&mut svscan);
+    let mut child = svscan.spawn().context("starting approuter svscan")?;
+    let pid = child.id();
+    let mut exited = None;
+    let took = poll::holds(SVSCAN_START_TIMEOUT, Duration::from_millis(20), || {
+        exited = child.try_wait().ok().flatten();
+        exited.is_some() || client::svscan_pid(&layout.service_dir()) == Some(pid)
+    });
+    match exited {
+        Some(st) => bail!(
+            "approuter svscan exited at once ({st}); see {}",
+            layout.log_current(layout::SVSCAN).display()
+        ),
+        None if !took => bail!(
+            "approuter svscan did not take {} within {} s",
+            layout.service_dir().display(),
+            SVSCAN_START_TIMEOUT.as_secs()
+        ),
+        None => Ok(pid),
+    }
+}
+
+/// svscan's logger ends by itself once nothing writes to its pipe any more (svscan gone, and
+/// with it every process that held the pipe). Give it a moment, then end it: after a shutdown
+/// nothing may stay, and the logger of a killed svscan would keep a new one from locking the
+/// log directory.
+fn end_logger(layout: &Layout) {
+    let Some(pid) = fs::read_to_string(layout.svscan_logger_pid())
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    let alive = || kill(Pid::from_raw(pid as i32), None).is_ok() && is_logger(pid, layout);
+    let every = Duration::from_millis(20);
+    if !poll::holds(LOGGER_EXIT_TIMEOUT, every, || !alive()) {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        poll::holds(LOGGER_EXIT_TIMEOUT, every, || !alive());
+    }
+}
+
+/// What `start` found: already running, or started and then healthy or not.
+pub enum Started {
+    AlreadyRunning(u32),
+    Started { healthy: bool },
+}
+
+/// `approuter start`: checkouts, generated files, the supervisor, and a wait until every
+/// service runs and every instance answers its health path.
+pub fn start(layout: &Layout) -> Result<Started> {
+    let (config, plan) = load_plan(layout)?;
+    if let Some(pid) = client::svscan_pid(&layout.service_dir()) {
+        return Ok(Started::AlreadyRunning(pid));
+    }
+    check_ports(layout, &plan)?;
+    checkouts::ensure(layout, &config, &plan)?;
+    let (plan, changes) = generate::generate(layout)?;
+    for line in changes.summary(&plan) {
+        if line != "nothing changed" {
+            println!("{line}");
+        }
+    }
+    let host = Host::detect(&config)?;
+    let pid = spawn_svscan(layout, &host.exe, plan.settings.stop_grace_secs)?;
+    state::set_meant_to_run(layout, true)?;
+    println!(
+        "started approuter svscan (pid {pid}); waiting for every instance to answer {}",
+        plan.settings.health_path
+    );
+    let healthy = wait_until_healthy(layout, &plan);
+    Ok(Started::Started { healthy })
+}
+
+/// Waits until every instance answers the health path with 200 (and nginx answers it for
+/// production), then reports what did not.
+fn wait_until_healthy(layout: &Layout, plan: &Plan) -> bool {
+    let begin = Instant::now();
+    let timeout = Duration::from_secs(plan.settings.health_timeout_secs);
+    let deadline = begin + timeout;
+    let mut targets: Vec<health::Target> = plan
+        .instances
+        .iter()
+        .map(|i| health::Target {
+            name: i.name.clone(),
+            port: i.port,
+            deadline,
+        })
+        .collect();
+    targets.push(health::Target {
+        name: NGINX.into(),
+        port: plan.settings.listen_port,
+        deadline,
+    });
+    let results = health::wait_all(
+        &targets,
+        &plan.settings.health_path,
+        begin,
+        &|name, took| println!("  {name}: healthy after {:.1}s", took.as_secs_f64()),
+    );
+    let mut all = true;
+    for (t, r) in targets.iter().zip(results) {
+        let Err(why) = r else { continue };
+        all = false;
+        eprintln!(
+            "approuter: {} is not healthy after {}s: {why}; its log: {}",
+            t.name,
+            timeout.as_secs(),
+            layout.log_current(&t.name).display()
+        );
+        for line in log_tail(layout, &t.name, LOG_TAIL_LINES) {
+            eprintln!("    {line}");
+        }
+    }
+    all
+}
+
+/// `approuter shutdown`: every service down, nginx included, then svscan and its logger gone.
+/// False when nothing ran.
+pub fn shutdown(layout: &Layout) -> Result<bool> {
+    state::set_meant_to_run(layout, false)?;
+    let Some(pid) = client::terminate(&layout.service_dir()) else {
+        return Ok(false);
+    };
+    let grace = Config::load(layout)
+        .map(|c| c.settings.stop_grace_secs)
+        .unwrap_or(crate::config::Settings::default().stop_grace_secs);
+    println!("stopping every service (svscan pid {pid})");
+    let timeout = shutdown_timeout(grace);
+    if !poll::holds(timeout, Duration::from_millis(20), || {
+        client::svscan_pid(&layout.service_dir()).is_none()
+    }) {
+        bail!(
+            "svscan (pid {pid}) is still running after {} s; see {}",
+            timeout.as_secs(),
+            layout.log_current(layout::SVSCAN).display()
+        );
+    }
+    end_logger(layout);
+    let _ = fs::remove_file(layout.svscan_logger_pid());
+    Ok(true)
+}

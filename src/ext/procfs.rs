@@ -1,0 +1,238 @@
+//! What /proc says of processes and sockets: the one parser of `/proc/PID/stat`, the one walk over `/proc`, and who listens on a TCP port.
+
+use std::fs;
+use std::net::{Ipv4Addr, TcpListener};
+
+/// The fields of `/proc/PID/stat` approuter reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// `R`, `S`, `Z`...
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: i32,
+    pub session: u32,
+    /// Clock ticks since boot when the process started.
+    pub start_ticks: u64,
+    /// User and system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+}
+
+impl Stat {
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// Parses `/proc/PID/stat`. The command name may hold spaces and parentheses, so the fields
+/// resume after the last ')'.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state); field N is f[N - 3].
+    let num = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok());
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        ppid: num(1)? as u32,
+        pgrp: f.get(2)?.parse().ok()?,
+        session: num(3)? as u32,
+        start_ticks: num(19)?,
+        cpu_ticks: num(11)? + num(12)?,
+    })
+}
+
+pub fn stat(pid: u32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Every process's pid, as /proc lists them now.
+pub fn pids() -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// A process's command line, arguments joined by spaces ("" for a kernel thread or a zombie).
+pub fn cmdline(pid: u32) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .trim_end()
+            .to_string(),
+    )
+}
+
+/// A process's short name (`comm`).
+pub fn comm(pid: u32) -> Option<String> {
+    Some(
+        fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()?
+            .trim()
+            .to_string(),
+    )
+}
+
+fn clock_ticks_per_sec() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|h| *h > 0)
+}
+
+fn boot_time() -> Option<u64> {
+    fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+}
+
+/// When `pid` started, in Unix seconds.
+pub fn start_time(pid: u32) -> Option<u64> {
+    Some(boot_time()? + stat(pid)?.start_ticks / clock_ticks_per_sec()?)
+}
+
+/// True when `pid` is alive, leads its own process group and started within a couple of seconds
+/// of `since_unix` (a status file's start time): then it is the run we recorded, not a stranger
+/// that reused the pid.
+pub fn is_recorded_leader(pid: u32, since_unix: u64) -> bool {
+    let Some(st) = stat(pid) else {
+        return false;
+    };
+    st.pgrp == pid as i32 && start_time(pid).is_some_and(|t| t.abs_diff(since_unix) <= 2)
+}
+
+/// True when some process of group `pgid` is still alive (not a zombie). A group left by a
+/// supervisor that was killed is reaped by init, maybe late: its zombies must not keep the
+/// service from starting again.
+pub fn group_has_live_members(pgid: i32) -> bool {
+    pids()
+        .into_iter()
+        .any(|p| stat(p).is_some_and(|s| s.pgrp == pgid && !s.is_zombie()))
+}
+
+/// The children of `ppid`, with their command lines (process titles, for nginx's workers).
+pub fn children(ppid: u32) -> Vec<(u32, String)> {
+    pids()
+        .into_iter()
+        .filter(|&p| stat(p).is_some_and(|s| s.ppid == ppid))
+        .filter_map(|p| Some((p, cmdline(p)?)))
+        .collect()
+}
+
+/// A process listening on a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub pid: u32,
+    pub name: String,
+}
+
+/// Free when we can bind it on every address (nginx listens on all of them).
+pub fn port_is_free(port: u16) -> bool {
+    TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
+}
+
+/// Socket inodes listening on `port`, from /proc/net/tcp and tcp6.
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is "ADDR:PORT" in hex; state 0A is LISTEN; field 9 is the inode.
+            if f.len() < 10 || f[3] != "0A" {
+                continue;
+            }
+            let p = f[1]
+                .rsplit(':')
+                .next()
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
+            if p == Some(port) {
+                if let Ok(inode) = f[9].parse() {
+                    out.push(inode);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The processes holding a listening socket on `port`, as far as /proc lets us see.
+pub fn listeners(port: u16) -> Vec<Listener> {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let targets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    pids()
+        .into_iter()
+        .filter(|pid| {
+            let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.flatten().any(|fd| {
+                fs::read_link(fd.path())
+                    .map(|t| targets.iter().any(|x| t.as_os_str() == x.as_str()))
+                    .unwrap_or(false)
+            })
+        })
+        .map(|pid| Listener {
+            pid,
+            name: comm(pid).unwrap_or_default(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_a_hostile_name() {
+        let text = "42 (a) b (c) S 1 42 42 0 -1 4194560 1 0 0 0 7 3 0 0 20 0 1 0 12345 0 0";
+        let s = parse_stat(text).unwrap();
+        assert_eq!(
+            (
+                s.state,
+                s.ppid,
+                s.pgrp,
+                s.session,
+                s.cpu_ticks,
+                s.start_ticks
+            ),
+            ('S', 1, 42, 42, 10, 12345)
+        );
+        assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn own_process() {
+        let me = std::process::id();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let t = start_time(me).expect("own start time");
+        assert!(t <= now + 1 && now - t < 600, "started {t}, now {now}");
+        assert!(start_time(u32::MAX).is_none());
+        let own = nix::unistd::getpgrp().as_raw();
+        assert!(group_has_live_members(own));
+        assert!(!group_has_live_members(i32::MAX));
+        assert!(pids().contains(&me));
+    }
+
+    #[test]
+    fn finds_the_listener_on_a_port() {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = listeners(port);
+        assert!(h.iter().any(|h| h.pid == std::process::id()), "{h:?}");
+        assert!(!port_is_free(port));
+        drop(l);
+        assert!(listeners(port).is_empty());
+    }
+}

@@ -1,0 +1,219 @@
+//! Turns a plan into file contents from the templates in `skel/`, quoting every value for the language it lands in. Pure: reads nothing from disk.
+
+pub mod host;
+pub mod quote;
+
+use anyhow::{Context, Result};
+use minijinja::value::Serde;
+use minijinja::{Environment, ErrorKind};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+pub use host::Host;
+pub use quote::sh_quote;
+
+use crate::ext::nginx;
+use crate::layout::Layout;
+use crate::plan::{Plan, NGINX};
+
+/// The cookie nginx routes by: its value names the instance a browser is sent to.
+pub const ROUTING_COOKIE: &str = "approuter_alt";
+
+/// Which part of the running system a generated file belongs to, so whoever writes it knows who
+/// must be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A file of a service directory (`run`, `log/run`).
+    Service(String),
+    Nginx,
+    Crontab,
+}
+
+/// A file to be placed under `managed/var`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutFile {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub mode: u32,
+    pub owner: Owner,
+}
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("instance-run", include_str!("../../skel/instance-run")),
+    ("log-run", include_str!("../../skel/log-run")),
+    ("nginx-run", include_str!("../../skel/nginx-run")),
+    ("nginx.conf", include_str!("../../skel/nginx.conf")),
+    ("active.conf", include_str!("../../skel/active.conf")),
+    ("crontab", include_str!("../../skel/crontab")),
+];
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("default delimiters are valid"),
+    );
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_filter("sh", |s: String| sh_quote(&s));
+    env.add_filter("cron", |s: String| {
+        quote::cron_quote(&s).map_err(|msg| minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+    });
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)
+            .expect("embedded template parses");
+    }
+    env
+}
+
+#[derive(Serialize)]
+struct Route<'a> {
+    name: &'a str,
+    port: u16,
+}
+
+fn path_str(p: &Path) -> Result<String> {
+    p.to_str()
+        .map(str::to_string)
+        .with_context(|| format!("{}: path is not valid UTF-8", p.display()))
+}
+
+/// Renders every generated file of the plan.
+pub fn render(plan: &Plan, layout: &Layout, host: &Host) -> Result<Vec<OutFile>> {
+    let env = environment();
+    let exe = path_str(&host.exe)?;
+    let mut out = Vec::new();
+    let mut add =
+        |path: PathBuf, name: &str, ctx: minijinja::Value, mode: u32, owner: Owner| -> Result<()> {
+            out.push(OutFile {
+                path,
+                bytes: render_template(&env, name, ctx)?,
+                mode,
+                owner,
+            });
+            Ok(())
+        };
+
+    for inst in &plan.instances {
+        add(
+            layout.service_file(&inst.name, crate::supervise::servicedir::RUN),
+            "instance-run",
+            minijinja::context! {
+                name => inst.name.as_str(),
+                port => inst.port,
+                checkout => path_str(&layout.checkout(inst))?,
+            },
+            0o755,
+            Owner::Service(inst.name.clone()),
+        )?;
+    }
+    for name in plan.service_names() {
+        add(
+            layout.log_run(name),
+            "log-run",
+            minijinja::context! { exe => exe.as_str(), log_dir => path_str(&layout.log_dir(name))? },
+            0o755,
+            Owner::Service(name.to_string()),
+        )?;
+    }
+    let nginx_args = nginx::invocation(&host.nginx_cmd, &layout.nginx_dir(), &layout.nginx_conf());
+    add(
+        layout.service_file(NGINX, crate::supervise::servicedir::RUN),
+        "nginx-run",
+        minijinja::context! { nginx_args => Serde(nginx_args) },
+        0o755,
+        Owner::Service(NGINX.to_string()),
+    )?;
+    add(
+        layout.crontab(),
+        "crontab",
+        minijinja::context! {
+            exe => exe.as_str(),
+            root => path_str(layout.root())?,
+            crontab_path => path_str(&layout.crontab())?,
+            sync_log => path_str(&layout.sync_log())?,
+        },
+        0o644,
+        Owner::Crontab,
+    )?;
+    out.extend(render_nginx_with(&env, plan, layout, host)?);
+    Ok(out)
+}
+
+/// The nginx configuration files and their template contexts: `nginx.conf` and `active.conf`.
+fn nginx_files(
+    plan: &Plan,
+    layout: &Layout,
+    host: &Host,
+) -> [(&'static str, PathBuf, minijinja::Value); 2] {
+    let routes: Vec<Route> = plan
+        .instances
+        .iter()
+        .map(|i| Route {
+            name: &i.name,
+            port: i.port,
+        })
+        .collect();
+    let longest = routes.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    // Keys are up to "/remove_alt_cookie_<name>.html"; nginx wants the bucket to hold the
+    // longest key, and the table to be comfortably larger than the key count.
+    let map_bucket_size = (longest + 32).next_power_of_two().max(64);
+    let map_max_size = (routes.len() * 4).next_power_of_two().max(2048);
+    let active = plan.prod(plan.active);
+    let s = &plan.settings;
+    [
+        (
+            "nginx.conf",
+            layout.nginx_conf(),
+            minijinja::context! {
+                worker_user => host.worker_user.clone(),
+                worker_shutdown_timeout => s.worker_shutdown_timeout_secs,
+                access_log => s.access_log,
+                map_bucket_size => map_bucket_size,
+                map_max_size => map_max_size,
+                routes => Serde(&routes),
+                cookie => ROUTING_COOKIE,
+                listen_port => s.listen_port,
+                server_name => s.server_name.as_str(),
+            },
+        ),
+        (
+            "active.conf",
+            layout.nginx_active_conf(),
+            minijinja::context! { active => Serde(Route { name: &active.name, port: active.port }) },
+        ),
+    ]
+}
+
+/// Only the nginx configuration (`nginx.conf`, `active.conf`), for a switch.
+pub fn render_nginx(plan: &Plan, layout: &Layout, host: &Host) -> Result<Vec<OutFile>> {
+    render_nginx_with(&environment(), plan, layout, host)
+}
+
+fn render_nginx_with(
+    env: &Environment,
+    plan: &Plan,
+    layout: &Layout,
+    host: &Host,
+) -> Result<Vec<OutFile>> {
+    nginx_files(plan, layout, host)
+        .into_iter()
+        .map(|(name, path, ctx)| {
+            Ok(OutFile {
+                path,
+                bytes: render_template(env, name, ctx)?,
+                mode: 0o644,
+                owner: Owner::Nginx,
+            })
+        })
+        .collect()
+}
+
+fn render_template(env: &Environment, name: &str, ctx: minijinja::Value) -> Result<Vec<u8>> {
+    let text = env
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .with_context(|| format!("rendering skel/{name}"))?;
+    Ok(text.into_bytes())
+}

@@ -1,0 +1,97 @@
+//! approuter as a client of its own supervisor: svscan's pid and signals, control bytes followed by a wait for their effect, and why a control byte could not be sent.
+
+use anyhow::{anyhow, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use super::control;
+use super::scan::SCAN_LOCK;
+use super::status::{self, Probe, Status};
+use crate::util::{pidlock, poll};
+
+/// How often a client looks at a status file while it waits for a change.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// The svscan that supervises `service_dir`, if one does.
+pub fn svscan_pid(service_dir: &Path) -> Option<u32> {
+    pidlock::holder(&service_dir.join(SCAN_LOCK))
+}
+
+/// Asks svscan to look at its directory now (SIGHUP); false when none runs.
+pub fn rescan(service_dir: &Path) -> bool {
+    signal_svscan(service_dir, Signal::SIGHUP).is_some()
+}
+
+/// Asks svscan to bring every service down and exit (SIGTERM). Returns its pid, or `None` when
+/// none runs.
+pub fn terminate(service_dir: &Path) -> Option<u32> {
+    signal_svscan(service_dir, Signal::SIGTERM)
+}
+
+fn signal_svscan(service_dir: &Path, sig: Signal) -> Option<u32> {
+    let pid = svscan_pid(service_dir)?;
+    kill(Pid::from_raw(pid as i32), sig).ok().map(|()| pid)
+}
+
+/// Writes control `bytes` to each service, then waits until `done` holds for every one of them
+/// or `timeout` passes. Ok(false) on timeout.
+pub fn control_and_wait(
+    services: &[(&str, &Path)],
+    bytes: &[u8],
+    timeout: Duration,
+    done: impl Fn(&Status) -> bool,
+) -> Result<bool> {
+    for (name, dir) in services {
+        control::send(dir, bytes).map_err(|e| control_error(name, dir, e))?;
+    }
+    Ok(poll::holds(timeout, POLL_EVERY, || {
+        services
+            .iter()
+            .all(|(_, dir)| status::read(dir).is_ok_and(|st| done(&st)))
+    }))
+}
+
+/// `sv restart` and a wait until a new process runs (not the old one, which may still answer on
+/// its port a moment longer).
+pub fn restart_and_wait(name: &str, dir: &Path, timeout: Duration) -> Result<()> {
+    let old = status::read(dir).map(|s| s.pid).unwrap_or(0);
+    let restarted = control_and_wait(&[(name, dir)], control::RESTART, timeout, |st| {
+        st.is_up() && st.pid != old
+    })?;
+    if !restarted {
+        anyhow::bail!("{name} did not restart within {} s", timeout.as_secs());
+    }
+    Ok(())
+}
+
+/// Why a control byte could not be written, said so the operator knows what to do.
+pub fn control_error(name: &str, dir: &Path, e: io::Error) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let supervised = status::probe(dir) == Probe::Supervised;
+    match e.kind() {
+        ErrorKind::NotFound if supervised => anyhow!(
+            "{name}: supervise/control is missing; svscan recreates it within a minute, or at once on SIGHUP (kill -HUP its pid)"
+        ),
+        ErrorKind::PermissionDenied => anyhow!(
+            "{name}: permission denied on {}/supervise/control; only the user approuter runs as may control services",
+            dir.display()
+        ),
+        _ if e.raw_os_error() == Some(nix::libc::ENXIO) || e.kind() == ErrorKind::NotFound => {
+            anyhow!("{name}: not supervised (is approuter running? `approuter start` starts it)")
+        }
+        _ => anyhow::Error::new(e).context(format!("{name}: cannot write to supervise/control")),
+    }
+}
+
+/// Reads a service's status, with the file named in the error.
+pub fn read(dir: &Path) -> Result<Status> {
+    status::read(dir).with_context(|| {
+        format!(
+            "{}",
+            status::supervise_dir(dir).join(status::STATUS).display()
+        )
+    })
+}
