@@ -7,9 +7,12 @@ For 10, 100 and 500 trivial services (no log), prints side by side:
   - CPU they use over IDLE seconds of doing nothing,
   - restart latency after kill -9 of a service that has been up for a while: the time until
     supervise/pid names a new running process (median and worst of up to 20 kills).
+Then one service that exits at once, for CRASH seconds: how often it was started and what the
+crash loop cost the supervisor (and its logger) in CPU.
 
 Not a test: it measures, it does not judge. Usage: bench/supervise.py [APPROUTER_BINARY]
-Environment: SIZES (default "10 100 500"), IDLE (seconds, default 30), KILLS (default 20).
+Environment: SIZES (default "10 100 500"), IDLE (seconds, default 30), KILLS (default 20),
+CRASH (seconds, default 60).
 """
 
 import os
@@ -92,6 +95,53 @@ def measure(kind, binary, root, n, idle, kills):
         sweep(root)
 
 
+def crash_loop(kind, binary, seconds):
+    """A service that exits 1 at once, with a logger: starts and supervisor CPU over `seconds`."""
+    with tempfile.TemporaryDirectory(prefix=f"ar-bench-crash-{kind}-") as tmp:
+        root = os.path.join(tmp, "sv")
+        svc = os.path.join(root, "crash")
+        os.makedirs(os.path.join(svc, "log"))
+        starts = os.path.join(tmp, "starts")
+        with open(os.path.join(svc, "run"), "w") as f:
+            f.write(f"#!/bin/sh\necho start >> {starts}\necho crashing\nexit 1\n")
+        logger = f"exec {binary} svlogd -tt ../../../log" if kind == "approuter" else "exec svlogd -tt ../../../log"
+        os.makedirs(os.path.join(tmp, "log"))
+        with open(os.path.join(svc, "log", "run"), "w") as f:
+            f.write(f"#!/bin/sh\n{logger}\n")
+        for p in ("run", "log/run"):
+            os.chmod(os.path.join(svc, p), 0o755)
+        if kind == "approuter":
+            proc = subprocess.Popen([binary, "svscan", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+        else:
+            proc = subprocess.Popen(["runsvdir", "-P", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+        try:
+            wait(lambda: os.path.exists(starts), 10)
+            time.sleep(0.5)
+            # The supervision tree: the supervisor(s) and the logger; the crashing runs come and go.
+            def tree(pid):
+                return [pid] + [d for c in children(pid) for d in tree(c)]
+
+            def pids():
+                return set(tree(proc.pid))
+
+            before = {p: cpu_ticks(p) for p in pids()}
+            with open(starts) as f:
+                n0 = len(f.readlines())
+            time.sleep(seconds)
+            # Only processes alive throughout: a run caught at either end would skew the sum.
+            cpu = sum(cpu_ticks(p) - t for p, t in before.items() if p in pids()) / HZ
+            with open(starts) as f:
+                n = len(f.readlines()) - n0
+            return n, cpu
+        finally:
+            proc.send_signal(signal.SIGTERM if kind == "approuter" else signal.SIGHUP)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            sweep(root)
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "../target/release/approuter")
     binary = os.path.abspath(binary)
@@ -110,6 +160,14 @@ def main():
                 make_tree(root, n)
                 mem, cpu, p50, worst = measure(kind, binary, root, n, idle, kills)
                 print(f"{n:>8} | {kind:<10} | {mem:>7} KiB | {cpu:>7.2f} s | {p50:>8.2f} ms | {worst:>8.2f} ms", flush=True)
+    crash = float(os.environ.get("CRASH", "60"))
+    print()
+    print(f"crash loop: a service that exits 1 at once, with a logger, for {crash:.0f} s")
+    print(f"{'supervisor':<10} | {'starts':>6} | {'CPU':>7} | {'share of a core':>15}")
+    print("-" * 48)
+    for kind in ("approuter", "runit"):
+        n, cpu = crash_loop(kind, binary, crash)
+        print(f"{kind:<10} | {n:>6} | {cpu:>5.2f} s | {100 * cpu / crash:>14.2f}%", flush=True)
 
 
 if __name__ == "__main__":

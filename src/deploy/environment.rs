@@ -144,7 +144,7 @@ pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
     let mut child = svscan.spawn().context("starting approuter svscan")?;
     let pid = child.id();
     let mut exited = None;
-    let took = poll::holds(SVSCAN_START_TIMEOUT, Duration::from_millis(20), || {
+    let took = poll::holds(SVSCAN_START_TIMEOUT, poll::EVERY, || {
         exited = child.try_wait().ok().flatten();
         exited.is_some() || client::svscan_pid(&layout.service_dir()) == Some(pid)
     });
@@ -174,10 +174,9 @@ fn end_logger(layout: &Layout) {
         return;
     };
     let alive = || kill(Pid::from_raw(pid as i32), None).is_ok() && is_logger(pid, layout);
-    let every = Duration::from_millis(20);
-    if !poll::holds(LOGGER_EXIT_TIMEOUT, every, || !alive()) {
+    if !poll::holds(LOGGER_EXIT_TIMEOUT, poll::EVERY, || !alive()) {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        poll::holds(LOGGER_EXIT_TIMEOUT, every, || !alive());
+        poll::holds(LOGGER_EXIT_TIMEOUT, poll::EVERY, || !alive());
     }
 }
 
@@ -268,7 +267,7 @@ pub fn shutdown(layout: &Layout) -> Result<bool> {
         .unwrap_or(crate::config::Settings::default().stop_grace_secs);
     println!("stopping every service (svscan pid {pid})");
     let timeout = shutdown_timeout(grace);
-    if !poll::holds(timeout, Duration::from_millis(20), || {
+    if !poll::holds(timeout, poll::EVERY, || {
         client::svscan_pid(&layout.service_dir()).is_none()
     }) {
         bail!(

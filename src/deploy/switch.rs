@@ -67,7 +67,7 @@ pub fn switch_to(
     if nginx::reload(&layout.service(NGINX), &layout.log_current(NGINX))? {
         let port = plan.settings.listen_port;
         let mut served = None;
-        let done = poll::holds(SERVED_TIMEOUT, Duration::from_millis(20), || {
+        let done = poll::holds(SERVED_TIMEOUT, poll::EVERY, || {
             served = http::get(
                 port,
                 &plan.settings.health_path,

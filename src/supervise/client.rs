@@ -12,9 +12,6 @@ use super::scan::SCAN_LOCK;
 use super::status::{self, Probe, Status};
 use crate::util::{pidlock, poll};
 
-/// How often a client looks at a status file while it waits for a change.
-const POLL_EVERY: Duration = Duration::from_millis(20);
-
 /// The svscan that supervises `service_dir`, if one does.
 pub fn svscan_pid(service_dir: &Path) -> Option<u32> {
     pidlock::holder(&service_dir.join(SCAN_LOCK))
@@ -47,7 +44,7 @@ pub fn control_and_wait(
     for (name, dir) in services {
         control::send(dir, bytes).map_err(|e| control_error(name, dir, e))?;
     }
-    Ok(poll::holds(timeout, POLL_EVERY, || {
+    Ok(poll::holds(timeout, poll::EVERY, || {
         services
             .iter()
             .all(|(_, dir)| status::read(dir).is_ok_and(|st| done(&st)))

@@ -2,6 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+/// How often a wait for a local change (a status file, a process, a port) looks again: quick to
+/// notice, and cheap for the minute at most such a wait lasts.
+pub const EVERY: Duration = Duration::from_millis(20);
+
 /// Calls `probe` every `every` until it returns `Some`, or `timeout` has passed (then `None`).
 /// The probe always runs at least once, and once more at the deadline.
 pub fn until<T>(

@@ -252,6 +252,8 @@ pub fn get(port: u16, path: &str, cookie: Option<&str>) -> Result<Resp, String> 
 /// Runs requests in a loop on `threads` keep-alive clients until stopped; counts failures.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Requests answered or failed so far, by every thread.
+    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
     handles: Vec<std::thread::JoinHandle<Tally>>,
 }
 
@@ -281,9 +283,11 @@ impl LoadResult {
 impl Load {
     pub fn start(port: u16, threads: usize) -> Load {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let handles = (0..threads)
             .map(|_| {
                 let stop = stop.clone();
+                let done = done.clone();
                 std::thread::spawn(move || {
                     let mut c = Client::new(port);
                     let (mut ok, mut failures, mut seen) =
@@ -299,12 +303,29 @@ impl Load {
                             Ok(r) => failures.push(format!("status {}", r.status)),
                             Err(e) => failures.push(e),
                         }
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
                     (ok, failures, seen)
                 })
             })
             .collect();
-        Load { stop, handles }
+        Load {
+            stop,
+            done,
+            handles,
+        }
+    }
+
+    /// Waits until `n` more requests have been made (answered or failed) from now: load that is
+    /// known to have run across whatever happened before.
+    #[track_caller]
+    pub fn more(&self, n: u64) {
+        let target = self.done.load(Ordering::Relaxed) + n;
+        crate::util::wait_for(
+            crate::util::secs(30),
+            &format!("{n} more requests under load"),
+            || self.done.load(Ordering::Relaxed) >= target,
+        );
     }
 
     pub fn finish(mut self) -> LoadResult {

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::app::{self, configure, get, out, AppRepo, Load, Ports};
-use crate::util::{one_line_error, snapshot, wait_until, Root, Tmpfs};
+use crate::util::{one_line_error, secs, snapshot, wait_for, Root, Tmpfs};
 
 /// A started environment whose production app prints a numbered tick every 5 ms.
 fn ticking(alternates: &[&str], health_timeout: u64) -> (Root, AppRepo, Ports) {
@@ -119,47 +119,56 @@ fn kill_9_of_each_part_while_serving_resumes_without_duplicates_or_lost_lines() 
     assert!(start(&root).status.success());
     let load = Load::start(ports.listen, 2);
     let resumes = |what: &str| {
-        assert!(
-            wait_until(20.0, || ok(ports.listen)),
-            "service did not resume after killing {what}"
+        wait_for(
+            secs(20),
+            &format!("service to resume after killing {what}"),
+            || ok(ports.listen),
         );
     };
 
     // An instance (the active one): restarted, new pid.
     let (old, _) = pids(&root, "instance1");
     sigkill(old.unwrap());
-    assert!(wait_until(10.0, || pids(&root, "instance1")
-        .0
-        .is_some_and(|p| Some(p) != old)));
+    wait_for(secs(10), "a new instance1", || {
+        pids(&root, "instance1").0.is_some_and(|p| Some(p) != old)
+    });
     resumes("instance1");
 
     // A log service: restarted; the pipe kept what it had not written.
     let (_, old) = pids(&root, "instance1");
     sigkill(old.unwrap());
-    assert!(wait_until(10.0, || pids(&root, "instance1")
-        .1
-        .is_some_and(|p| Some(p) != old)));
+    wait_for(secs(10), "a new logger for instance1", || {
+        pids(&root, "instance1").1.is_some_and(|p| Some(p) != old)
+    });
 
     // nginx: its workers are ended with it, a new master takes the port.
     let (old, _) = pids(&root, "nginx");
     sigkill(old.unwrap());
-    assert!(wait_until(10.0, || pids(&root, "nginx")
-        .0
-        .is_some_and(|p| Some(p) != old)));
+    wait_for(secs(10), "a new nginx", || {
+        pids(&root, "nginx").0.is_some_and(|p| Some(p) != old)
+    });
     resumes("nginx");
 
     // The supervisor: everything keeps serving; the next start brings a new one that ends the
     // old processes before starting its own.
-    sigkill(svscan_pid(&root));
-    std::thread::sleep(Duration::from_millis(200));
+    let svscan = svscan_pid(&root);
+    sigkill(svscan);
+    wait_for(secs(5), "the killed svscan to be gone", || {
+        !Path::new(&format!("/proc/{svscan}")).exists()
+    });
     assert!(
         ok(ports.listen),
         "services keep serving without their supervisor"
     );
     let o = start(&root);
     assert!(o.status.success(), "{}", out(&o));
+    // The new supervisor ends what the old one left and starts each service again.
+    wait_for(secs(20), "every service up under the new svscan", || {
+        let o = root.cmd(&["status"]).output().unwrap();
+        o.status.success().then_some(()).ok_or_else(|| out(&o))
+    });
     resumes("svscan");
-    std::thread::sleep(Duration::from_millis(500));
+    load.more(100);
     let res = load.finish();
     assert!(res.ok > 100, "{} requests", res.ok);
 
@@ -206,74 +215,24 @@ fn kill_9_of_each_part_while_serving_resumes_without_duplicates_or_lost_lines() 
     let st = root.cmd(&["status"]).output().unwrap();
     assert!(st.status.success(), "{}", out(&st));
 
-    // Not a tick lost, in any process's sequence, across every kill.
-    std::thread::sleep(Duration::from_millis(300));
+    // Not a tick lost, in any process's sequence, across every kill (the loggers may still be
+    // writing the newest lines: a gap that stays is a lost line).
     for inst in ["instance1", "instance2"] {
         let dir = root.var(&format!("log/{inst}"));
-        let t = ticks(&dir);
-        assert!(t.len() >= 2, "{inst}: ticks from {} processes", t.len());
-        let g = gaps(&dir);
-        assert!(g.is_empty(), "{inst}: {g:?}");
+        wait_for(
+            secs(5),
+            &format!("{inst}: ticks of two processes, none missing"),
+            || {
+                let t = ticks(&dir);
+                let g = gaps(&dir);
+                if t.len() >= 2 && g.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("ticks from {} processes, gaps {g:?}", t.len()))
+                }
+            },
+        );
     }
-}
-
-#[test]
-fn a_crash_loop_for_a_minute_costs_little_and_shows() {
-    let root = Root::new();
-    let repo = AppRepo::new(&root);
-    app::git(&repo.dir, &["branch", "crashy", "main"]);
-    repo.commit(
-        "crashy",
-        &[("start", "#!/bin/sh\necho crashing\nexit 1")],
-        "crash",
-    );
-    let ports = configure(&root, &repo.url(), &["crashy"], 3);
-    let o = start(&root);
-    assert!(!o.status.success(), "crashy is not healthy");
-    assert!(
-        out(&o).contains("approuter: crashy is not healthy"),
-        "{}",
-        out(&o)
-    );
-    let svscan = svscan_pid(&root);
-    let cpu = |pid: i32| -> u64 {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let f: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 1)..]
-            .split_whitespace()
-            .collect();
-        f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
-    };
-    let log = pids(&root, "crashy").1.unwrap();
-    let before = cpu(svscan) + cpu(log);
-    let t0 = Instant::now();
-    let load = Load::start(ports.listen, 1);
-    while t0.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    let res = load.finish();
-    let used = (cpu(svscan) + cpu(log) - before) as f64 / 100.0;
-    let share = used / t0.elapsed().as_secs_f64();
-    assert!(
-        share < 0.05,
-        "approuter used {:.1}% of a core",
-        share * 100.0
-    );
-    res.assert_none_failed();
-    assert!(res.ok > 100, "production kept serving: only {} ok", res.ok);
-    let st = root.cmd(&["status", "crashy"]).output().unwrap();
-    let text = String::from_utf8_lossy(&st.stdout);
-    assert!(text.starts_with("[+ !++ +++]  crashy"), "{text}");
-    assert!(text.contains("crash loop: exit 1"), "{text}");
-    assert_eq!(st.status.code(), Some(1));
-    let starts = fs::read_to_string(root.var("log/crashy/current"))
-        .unwrap()
-        .matches("crashing")
-        .count();
-    assert!(
-        (4..=10).contains(&starts),
-        "{starts} starts in a minute of backoff"
-    );
 }
 
 #[test]
@@ -296,12 +255,10 @@ fn a_full_log_disk_never_stops_service_and_logging_resumes() {
         String::from_utf8_lossy(&root.cmd(&["status", "instance1"]).output().unwrap().stdout)
             .contains(what)
     };
-    assert!(
-        wait_until(15.0, || status_says("No space left on device")),
-        "status: {}",
-        String::from_utf8_lossy(&root.cmd(&["status"]).output().unwrap().stdout)
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for(secs(15), "status to show the full disk", || {
+        status_says("No space left on device")
+    });
+    load.more(200);
     assert!(ok(ports.listen), "instances keep serving on a full disk");
     let newest = || {
         ticks(&root.var("log/instance1"))
@@ -312,14 +269,10 @@ fn a_full_log_disk_never_stops_service_and_logging_resumes() {
     };
     let stuck = newest();
     fs::remove_file(&filler).unwrap();
-    assert!(
-        wait_until(15.0, || newest() > stuck + 100),
-        "logging did not resume"
-    );
-    assert!(
-        wait_until(10.0, || status_says("writing again")),
-        "status tells the recovery"
-    );
+    wait_for(secs(15), "logging to resume", || newest() > stuck + 100);
+    wait_for(secs(10), "status to tell the recovery", || {
+        status_says("writing again")
+    });
     let res = load.finish();
     res.assert_none_failed();
     assert!(root.cmd(&["shutdown"]).output().unwrap().status.success());
@@ -397,21 +350,22 @@ fn damaged_supervise_files_are_reported_and_repaired() {
     );
     assert_eq!(o.status.code(), Some(1));
     kill(Pid::from_raw(svscan), Signal::SIGHUP).unwrap();
-    assert!(wait_until(5.0, || root
-        .cmd(&["status", "instance2"])
-        .output()
-        .unwrap()
-        .status
-        .success()));
+    wait_for(secs(5), "the status file rewritten", || {
+        root.cmd(&["status", "instance2"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
 
     // A deleted control FIFO: a clear error, then recreated.
     fs::remove_file(root.var("service/instance2/supervise/control")).unwrap();
     let err = one_line_error(&root.cmd(&["stop", "instance2"]).output().unwrap());
     assert!(err.contains("supervise/control is missing"), "{err}");
     kill(Pid::from_raw(svscan), Signal::SIGHUP).unwrap();
-    assert!(wait_until(5.0, || root
-        .var("service/instance2/supervise/control")
-        .exists()));
+    wait_for(secs(5), "the control FIFO recreated", || {
+        root.var("service/instance2/supervise/control").exists()
+    });
     let o = root.cmd(&["stop", "instance2"]).output().unwrap();
     assert!(o.status.success(), "{}", out(&o));
     let o = Command::new("sv")

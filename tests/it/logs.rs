@@ -14,8 +14,11 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A service directory (all `logs` needs is its name; a `run` makes it one) and its log directory.
 fn service(root: &Root, name: &str, config: &str) -> PathBuf {
-    crate::util::write_exec(&root.var("service").join(name).join("run"), "#!/bin/sh
-");
+    crate::util::write_exec(
+        &root.var("service").join(name).join("run"),
+        "#!/bin/sh
+",
+    );
     let dir = root.var("log").join(name);
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("config"), config).unwrap();

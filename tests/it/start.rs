@@ -4,7 +4,7 @@ use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
 
 use crate::app::{self, configure, get, out, AppRepo, Load};
-use crate::util::{processes_under, wait_until, Root};
+use crate::util::{processes_under, secs, wait_for, Root};
 
 fn start(root: &Root) -> std::process::Output {
     root.cmd(&["start"])
@@ -120,9 +120,11 @@ fn start_from_nothing_routes_by_cookie_and_shuts_down() {
 
     // The instances' output reaches their logs.
     let log = root.var("log/instance1/current");
-    assert!(wait_until(5.0, || fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("listening on 127.0.0.1")));
+    wait_for(secs(5), "instance1's output in its log", || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("listening on 127.0.0.1")
+    });
 
     // A second start changes nothing.
     let before = pids(&root);
@@ -130,8 +132,16 @@ fn start_from_nothing_routes_by_cookie_and_shuts_down() {
     assert!(again.contains("already running"), "{again}");
     assert_eq!(before, pids(&root));
 
+    // The instances stop at once on TERM; the loggers read to the end of their input and exit:
+    // nothing waits out the stop grace (3 s here).
+    let t = std::time::Instant::now();
     let down = root.cmd(&["shutdown"]).output().unwrap();
     assert!(down.status.success(), "{}", out(&down));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
     assert!(
         processes_under(root.path()).is_empty(),
         "left: {:?}",
@@ -155,7 +165,7 @@ fn switch_under_load_loses_no_request_and_survives_restart() {
     let load = Load::start(ports.listen, 4);
     let mut expect = "instance1";
     for _ in 0..5 {
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        load.more(50);
         let o = root.cmd(&["switch"]).output().unwrap();
         assert!(o.status.success(), "{}", out(&o));
         expect = if expect == "instance1" {
@@ -165,7 +175,7 @@ fn switch_under_load_loses_no_request_and_survives_restart() {
         };
         assert_eq!(served_by(ports.listen, None), expect);
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    load.more(50);
     let res = load.finish();
     assert!(res.ok > 100, "only {} requests", res.ok);
     res.assert_none_failed();
@@ -230,8 +240,9 @@ fn switch_is_refused_when_the_inactive_instance_is_unhealthy() {
         .unwrap()
         .status
         .success());
-    assert!(wait_until(10.0, || get(ports.listen, "/", None)
-        .is_ok_and(|r| r.status == 200)));
+    wait_for(secs(10), "production to answer 200", || {
+        get(ports.listen, "/", None).is_ok_and(|r| r.status == 200)
+    });
 }
 
 #[test]
@@ -246,7 +257,7 @@ fn start_names_the_instance_whose_start_script_fails() {
     app::git(&repo.dir, &["rm", "-q", "-f", "start"]);
     app::git(&repo.dir, &["commit", "-q", "-m", "no start"]);
     app::git(&repo.dir, &["checkout", "-q", "main"]);
-    configure(&root, &repo.url(), &["beta", "nostart"], 4);
+    let ports = configure(&root, &repo.url(), &["beta", "nostart"], 4);
     let o = start(&root);
     assert!(!o.status.success(), "start must fail:\n{}", out(&o));
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -265,6 +276,23 @@ fn start_names_the_instance_whose_start_script_fails() {
         "the log tail says why: {err}"
     );
     assert!(!err.contains("instance1 is not healthy"), "{err}");
+
+    // While they crash-loop, production serves every request, and status shows the loop.
+    let load = Load::start(ports.listen, 1);
+    load.more(100);
+    load.finish().assert_none_failed();
+    wait_for(secs(10), "status to show beta's crash loop", || {
+        let o = root.cmd(&["status", "beta"]).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        if o.status.code() == Some(1)
+            && text.starts_with("[+ !++ +++]  beta")
+            && text.contains("crash loop: exit 126")
+        {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
 }
 
 #[test]
@@ -422,11 +450,9 @@ fn network_remotes_git_protocol_works_and_https_failure_is_clear() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("git daemon");
-    assert!(wait_until(10.0, || std::net::TcpStream::connect((
-        "127.0.0.1",
-        port
-    ))
-    .is_ok()));
+    wait_for(secs(10), "git daemon to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     let url = format!("git://127.0.0.1:{port}/app-repo");
     let ports = configure(&root, &url, &["beta"], 30);
     start_ok(&root);

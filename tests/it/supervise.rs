@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::util::{
-    kill_everything_under, processes_under, signal, wait_until, write_exec, Root, Signal, Svscan,
+    kill_everything_under, processes_under, secs, settle, signal, wait_for, write_exec, Root,
+    Signal, Svscan,
 };
 
 /// A scan directory with services made for comparison: `s1` (with a log), `s2` (normally down,
@@ -92,7 +93,7 @@ impl Drop for Runsvdir {
         signal(self.child.id(), Signal::SIGHUP);
         let _ = self.child.wait();
         let dir = self.dir.clone();
-        wait_until(10.0, || processes_under(&dir).is_empty());
+        settle(secs(10), || processes_under(&dir).is_empty());
         kill_everything_under(&self.dir);
     }
 }
@@ -113,14 +114,12 @@ fn real_clients_answer_the_same_as_with_runit() {
     let _svscan = Svscan::start(&ours);
     let _runsvdir = Runsvdir::start(&theirs);
     for dir in [&ours, &theirs] {
-        assert!(
-            wait_until(10.0, || ["s1", "s2", "s3"].iter().all(|s| svok(dir, s))
+        wait_for(secs(10), &format!("{} to come up", dir.display()), || {
+            ["s1", "s2", "s3"].iter().all(|s| svok(dir, s))
                 && run_in(dir, "sv", &["status", "./s1"])
                     .stdout
-                    .starts_with(b"run: ./s1")),
-            "{} never came up",
-            dir.display()
-        );
+                    .starts_with(b"run: ./s1")
+        });
     }
 
     // Each step: a client and its arguments; `sv -w` waits for the state, so the answers settle.
@@ -154,10 +153,11 @@ fn real_clients_answer_the_same_as_with_runit() {
     for (prog, args) in steps {
         let a = run_in(&ours, prog, args);
         let b = run_in(&theirs, prog, args);
-        // svc returns at once: give both supervisors the same moment to act before the next step.
+        // svc returns at once: both supervisors must have acted before the next step. Every
+        // svc step here leaves s3 down (-d brings it down, the others do nothing to it).
         if *prog == "svc" {
             for dir in [&ours, &theirs] {
-                wait_until(5.0, || {
+                wait_for(secs(5), &format!("s3 down in {}", dir.display()), || {
                     run_in(dir, "sv", &["status", "./s3"])
                         .stdout
                         .starts_with(b"down")
@@ -175,25 +175,24 @@ fn real_clients_answer_the_same_as_with_runit() {
     // svc -u/-h/-k and the restart they cause, seen through svstat on both.
     for dir in [&ours, &theirs] {
         run_in(dir, "svc", &["-u", "s3"]);
-        assert!(wait_until(5.0, || String::from_utf8_lossy(
-            &run_in(dir, "svstat", &["s3"]).stdout
-        )
-        .contains(": up (pid")));
+        wait_for(secs(5), "svstat to report s3 up", || {
+            String::from_utf8_lossy(&run_in(dir, "svstat", &["s3"]).stdout).contains(": up (pid")
+        });
         let pid = |d: &Path| fs::read_to_string(d.join("s3/supervise/pid")).unwrap();
         let before = pid(dir);
         run_in(dir, "svc", &["-k", "s3"]);
         // runsv writes `pid` before `status`, so a new pid alone does not mean the status
         // file says so yet: wait until svstat, which reads `status`, reports the new pid up.
-        assert!(
-            wait_until(5.0, || {
+        wait_for(
+            secs(5),
+            &format!("{}: a new pid after svc -k", dir.display()),
+            || {
                 let p = pid(dir);
                 !p.is_empty()
                     && p != before
                     && String::from_utf8_lossy(&run_in(dir, "svstat", &["s3"]).stdout)
                         .contains(&format!(": up (pid {}", p.trim()))
-            }),
-            "{}: svc -k did not lead to a new pid",
-            dir.display()
+            },
         );
     }
 
@@ -262,11 +261,25 @@ fn read_pid(dir: &Path, svc: &str) -> Option<u32> {
         .ok()
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+/// Waits until `sv status` says the service has been up a second or more: from then on, an end
+/// of it is not a quick exit, and it restarts at once.
+fn up_a_second(dir: &Path, svc: &str) {
+    wait_for(secs(5), &format!("{svc} to be up a second"), || {
+        let text =
+            String::from_utf8_lossy(&run_in(dir, "sv", &["status", &format!("./{svc}")]).stdout)
+                .into_owned();
+        // run: ./a: (pid 123) 4s; ...
+        let age = text
+            .split(") ")
+            .nth(1)
+            .and_then(|rest| rest.split('s').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        if age.is_some_and(|a| a >= 1) {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
 }
 
 fn scan_dir(root: &Root) -> PathBuf {
@@ -285,25 +298,24 @@ fn killed_service_restarts_with_a_new_pid_and_both_runs_logged() {
     );
     write_exec(&dir.join("a/log/run"), "#!/bin/sh\nexec cat >> ../out\n");
     let _sv = Svscan::start(&dir);
-    assert!(wait_until(10.0, || read_pid(&dir, "a").is_some()));
+    wait_for(secs(10), "a to run", || read_pid(&dir, "a").is_some());
     let first = read_pid(&dir, "a").unwrap();
-    // Up for a while, so the restart is immediate.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Up for a second, so the restart is immediate rather than held back as a crash.
+    up_a_second(&dir, "a");
     signal(first, Signal::SIGKILL);
-    assert!(
-        wait_until(5.0, || read_pid(&dir, "a").is_some_and(|p| p != first)),
-        "no restart"
-    );
+    wait_for(secs(5), "a new pid for a", || {
+        read_pid(&dir, "a").is_some_and(|p| p != first)
+    });
     let second = read_pid(&dir, "a").unwrap();
     let out = dir.join("a/out");
-    assert!(
-        wait_until(5.0, || {
-            let text = fs::read_to_string(&out).unwrap_or_default();
-            text.contains(&format!("run {first}\n")) && text.contains(&format!("run {second}\n"))
-        }),
-        "log lacks a run: {:?}",
-        fs::read_to_string(&out)
-    );
+    wait_for(secs(5), "both runs in the log", || {
+        let text = fs::read_to_string(&out).unwrap_or_default();
+        if text.contains(&format!("run {first}\n")) && text.contains(&format!("run {second}\n")) {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
     assert_eq!(pids_with("sleep 701.1").len(), 1, "exactly one copy");
 }
 
@@ -316,10 +328,9 @@ fn forking_start_script_leaves_nothing_after_stop() {
         "#!/bin/sh\n(sleep 702.1 &)\nsleep 702.2 &\nexec sleep 702.3\n",
     );
     let _sv = Svscan::start(&dir);
-    assert!(
-        wait_until(10.0, || pids_with("sleep 702.").len() == 3),
-        "three sleeps"
-    );
+    wait_for(secs(10), "three sleeps", || {
+        pids_with("sleep 702.").len() == 3
+    });
     let out = root.cmd(&["stop", "forker"]).output().unwrap();
     assert!(
         out.status.success(),
@@ -327,11 +338,12 @@ fn forking_start_script_leaves_nothing_after_stop() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("[+ .++ ---]  forker"));
-    assert!(
-        wait_until(5.0, || pids_with("sleep 702.").is_empty()),
-        "left: {:?}",
-        pids_with("sleep 702.")
-    );
+    wait_for(secs(5), "every sleep to end", || {
+        let left = pids_with("sleep 702.");
+        left.is_empty()
+            .then_some(())
+            .ok_or(format!("left: {left:?}"))
+    });
 
     // When ./run itself exits, its stray children are ended before the restart.
     let out = root.cmd(&["start", "forker"]).output().unwrap();
@@ -340,45 +352,58 @@ fn forking_start_script_leaves_nothing_after_stop() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(wait_until(10.0, || pids_with("sleep 702.").len() == 3));
+    wait_for(secs(10), "three sleeps again", || {
+        pids_with("sleep 702.").len() == 3
+    });
     let main = read_pid(&dir, "forker").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    up_a_second(&dir, "forker");
+    let old_sleeps = pids_with("sleep 702.");
     signal(main, Signal::SIGKILL);
-    assert!(wait_until(5.0, || read_pid(&dir, "forker").is_some_and(|p| p != main)));
-    assert!(
-        wait_until(5.0, || pids_with("sleep 702.").len() == 3),
-        "one generation only: {:?}",
-        pids_with("sleep 702.")
-    );
+    wait_for(secs(5), "a new pid for forker", || {
+        read_pid(&dir, "forker").is_some_and(|p| p != main)
+    });
+    // The old generation is gone (ended before the restart), and a new one runs: only one.
+    wait_for(secs(5), "exactly one generation of sleeps", || {
+        let now = pids_with("sleep 702.");
+        if now.len() == 3 && now.iter().all(|p| !old_sleeps.contains(p)) {
+            Ok(())
+        } else {
+            Err(format!("old {old_sleeps:?}, now {now:?}"))
+        }
+    });
+}
+
+/// Start times of a crash-looping service, as it wrote them.
+fn start_times(file: &Path) -> Vec<f64> {
+    fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 #[test]
-fn crash_loop_backs_off_costs_little_and_shows_in_status() {
+fn crash_loop_backs_off_and_shows_in_status() {
     let root = Root::new();
     let dir = root.managed().join("var/service");
     write_exec(
         &dir.join("crash/run"),
-        "#!/bin/sh\necho start >> ../starts\nexit 1\n",
+        "#!/bin/sh\ndate +%s.%N >> ../starts\nexit 1\n",
     );
     write_exec(&dir.join("fine/run"), "#!/bin/sh\nexec sleep 703.1\n");
-    let sv = Svscan::start(&dir);
-    let starts = || {
-        fs::read_to_string(dir.join("starts"))
-            .unwrap_or_default()
-            .lines()
-            .count()
-    };
-    assert!(wait_until(5.0, || starts() >= 1));
-    let t0 = cpu_ticks(sv.pid());
-    let begin = std::time::Instant::now();
-    // Starts at 0, 1, 3, 7 s: four in eight seconds, where runsv would make eight.
-    wait_until(8.5, || false);
-    let n = starts();
-    assert!((3..=5).contains(&n), "{n} starts in 8.5 s");
-    let used = cpu_ticks(sv.pid()) - t0;
-    let hz = 100.0;
-    let share = used as f64 / hz / begin.elapsed().as_secs_f64();
-    assert!(share < 0.02, "svscan used {:.1}% of a core", share * 100.0);
+    let _sv = Svscan::start(&dir);
+    // Starts at 0, 1 and 3 s: the wait doubles (the whole policy is table-tested in policy.rs;
+    // what it costs is measured by bench/supervise.py).
+    let starts = dir.join("starts");
+    wait_for(secs(10), "three starts of the crash loop", || {
+        start_times(&starts).len() >= 3
+    });
+    let t = start_times(&starts);
+    let (first_wait, second_wait) = (t[1] - t[0], t[2] - t[1]);
+    assert!(
+        (0.9..1.9).contains(&first_wait) && (1.9..3.5).contains(&second_wait),
+        "waits between starts: {first_wait:.2}s then {second_wait:.2}s"
+    );
 
     let out = root.cmd(&["status"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -414,14 +439,15 @@ fn run_that_is_not_executable_is_reported_and_others_keep_going() {
     write_exec(&dir.join("ok/run"), "#!/bin/sh\nexec sleep 704.2\n");
     let _sv = Svscan::start(&dir);
     let out = dir.join("broken/out");
-    assert!(
-        wait_until(5.0, || fs::read_to_string(&out)
-            .unwrap_or_default()
-            .contains("unable to start ./run: Permission denied")),
-        "log: {:?}",
-        fs::read_to_string(&out)
-    );
-    assert!(wait_until(5.0, || pids_with("sleep 704.2").len() == 1));
+    wait_for(secs(5), "the reason in broken's log", || {
+        let text = fs::read_to_string(&out).unwrap_or_default();
+        if text.contains("unable to start ./run: Permission denied") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
+    wait_for(secs(5), "ok to run", || pids_with("sleep 704.2").len() == 1);
     let st = root.cmd(&["status", "broken"]).output().unwrap();
     let text = String::from_utf8_lossy(&st.stdout);
     assert!(text.starts_with("[+ !++ +++]  broken"), "{text}");
@@ -442,7 +468,9 @@ fn second_svscan_is_refused_and_sigterm_leaves_nothing() {
         "#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.1; done\n",
     );
     let mut sv = Svscan::start(&dir);
-    assert!(wait_until(10.0, || pids_with("sleep 705.").len() == 2));
+    wait_for(secs(10), "a's two sleeps", || {
+        pids_with("sleep 705.").len() == 2
+    });
     let second = crate::util::approuter()
         .args(["svscan"])
         .arg(&dir)
@@ -458,22 +486,23 @@ fn second_svscan_is_refused_and_sigterm_leaves_nothing() {
     let lone = root.path().join("lone");
     write_exec(&lone.join("x/run"), "#!/bin/sh\nexec sleep 706.1\n");
     let mut other = Svscan::start(&lone);
-    assert!(wait_until(10.0, || pids_with("sleep 706.1").len() == 1));
+    wait_for(secs(10), "x to run", || pids_with("sleep 706.1").len() == 1);
     let other_dir = root.path().join("other");
     fs::create_dir_all(&other_dir).unwrap();
     std::os::unix::fs::symlink(lone.join("x"), other_dir.join("x")).unwrap();
     let third = Svscan::start(&other_dir);
-    assert!(
-        wait_until(5.0, || third.output().contains("already supervised")),
-        "{}",
-        third.output()
-    );
+    wait_for(secs(5), "the third svscan to refuse x", || {
+        let text = third.output();
+        text.contains("already supervised")
+            .then_some(())
+            .ok_or(text)
+    });
     assert_eq!(pids_with("sleep 706.1").len(), 1);
     drop(third);
-    other.terminate(10.0).expect("exits");
+    other.terminate(secs(10)).expect("exits");
 
     // SIGTERM: every service down (the stubborn one killed after the grace), then exit 0.
-    let status = sv.terminate(15.0).expect("svscan exits after SIGTERM");
+    let status = sv.terminate(secs(15)).expect("svscan exits after SIGTERM");
     assert!(status.success(), "{status:?}: {}", sv.output());
     assert!(
         processes_under(&dir).is_empty(),
@@ -494,32 +523,33 @@ fn killed_svscan_then_new_one_makes_no_duplicates() {
     );
     write_exec(&dir.join("a/log/run"), "#!/bin/sh\nexec cat >> ../out\n");
     let mut sv = Svscan::start(&dir);
-    assert!(wait_until(10.0, || pids_with("sleep 707.").len() == 2));
+    wait_for(secs(10), "a's two sleeps", || {
+        pids_with("sleep 707.").len() == 2
+    });
     let old = read_pid(&dir, "a").unwrap();
+    let old_sleeps = pids_with("sleep 707.");
     sv.child.kill().unwrap();
     sv.child.wait().unwrap();
     // Services outlive a killed supervisor...
-    assert_eq!(pids_with("sleep 707.").len(), 2);
-    // ...and the next one ends them before starting its own.
+    assert_eq!(pids_with("sleep 707."), old_sleeps);
+    // ...and the next one ends them before starting its own: one generation, the new one.
     let _sv2 = Svscan::start(&dir);
-    assert!(wait_until(10.0, || read_pid(&dir, "a").is_some_and(|p| p != old)));
-    assert!(
-        wait_until(5.0, || pids_with("sleep 707.").len() == 2),
-        "{:?}",
-        pids_with("sleep 707.")
-    );
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(
-        pids_with("sleep 707.").len(),
-        2,
-        "duplicates: {:?}",
-        pids_with("sleep 707.")
-    );
+    wait_for(secs(10), "a new pid for a", || {
+        read_pid(&dir, "a").is_some_and(|p| p != old)
+    });
+    wait_for(secs(5), "only the new generation of sleeps", || {
+        let now = pids_with("sleep 707.");
+        if now.len() == 2 && now.iter().all(|p| !old_sleeps.contains(p)) {
+            Ok(())
+        } else {
+            Err(format!("old {old_sleeps:?}, now {now:?}"))
+        }
+    });
     let new = read_pid(&dir, "a").unwrap();
-    assert!(wait_until(5.0, || {
+    wait_for(secs(5), "both runs in the log", || {
         let text = fs::read_to_string(dir.join("a/out")).unwrap_or_default();
         text.contains(&format!("run {old}\n")) && text.contains(&format!("run {new}\n"))
-    }));
+    });
 }
 
 #[test]
@@ -543,12 +573,9 @@ fn status_start_stop_and_removal() {
         .contains("[- --- ---]  alpha           uptime: -/-  pids: -/-  not supervised"));
 
     let sv = Svscan::start(&dir);
-    assert!(wait_until(10.0, || root
-        .cmd(&["status"])
-        .output()
-        .unwrap()
-        .status
-        .success()));
+    wait_for(secs(10), "every service as it wants to be", || {
+        root.cmd(&["status"]).output().unwrap().status.success()
+    });
     let out = root.cmd(&["status"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
@@ -577,12 +604,16 @@ fn status_start_stop_and_removal() {
     assert_eq!(v[0]["main"]["pid"], a);
     assert_eq!(v[0]["log"]["state"], "run");
 
+    // start waits until gamma runs, then shows it up.
     let out = root.cmd(&["start", "gamma"]).output().unwrap();
-    assert!(out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("[+ !++ ---]  gamma")
-            || read_pid(&dir, "gamma").is_some()
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("[+ +++ ---]  gamma"), "{text}");
+    assert!(read_pid(&dir, "gamma").is_some(), "{text}");
     let out = root
         .cmd(&["stop", "alpha", "beta-long-name"])
         .output()
@@ -606,11 +637,15 @@ fn status_start_stop_and_removal() {
     // A removed directory is brought down and forgotten (at once on SIGHUP).
     fs::rename(dir.join("gamma"), root.path().join("gamma.gone")).unwrap();
     signal(sv.pid(), Signal::SIGHUP);
-    assert!(wait_until(5.0, || pids_with("sleep 708.3").is_empty()));
+    wait_for(secs(5), "the removed gamma to end", || {
+        pids_with("sleep 708.3").is_empty()
+    });
     // A new directory is taken at the next scan.
     write_exec(&dir.join("delta/run"), "#!/bin/sh\nexec sleep 708.4\n");
     signal(sv.pid(), Signal::SIGHUP);
-    assert!(wait_until(5.0, || pids_with("sleep 708.4").len() == 1));
+    wait_for(secs(5), "the new delta to run", || {
+        pids_with("sleep 708.4").len() == 1
+    });
 }
 
 #[test]
@@ -621,19 +656,17 @@ fn exit_to_every_service_ends_svscan() {
     write_exec(&dir.join("a/log/run"), "#!/bin/sh\nexec cat >> ../out\n");
     write_exec(&dir.join("b/run"), "#!/bin/sh\nexec sleep 709.2\n");
     let mut sv = Svscan::start(&dir);
-    assert!(wait_until(10.0, || svok(&dir, "a") && svok(&dir, "b")));
+    wait_for(secs(10), "a and b supervised", || {
+        svok(&dir, "a") && svok(&dir, "b")
+    });
     assert!(run_in(&dir, "sv", &["-w", "7", "exit", "./a", "./b"])
         .status
         .success());
     let mut status = None;
-    assert!(
-        wait_until(10.0, || {
-            status = sv.child.try_wait().unwrap();
-            status.is_some()
-        }),
-        "svscan still running: {}",
-        sv.output()
-    );
+    wait_for(secs(10), "svscan to exit", || {
+        status = sv.child.try_wait().unwrap();
+        status.is_some().then_some(()).ok_or_else(|| sv.output())
+    });
     assert!(status.unwrap().success());
     assert!(processes_under(&dir).is_empty());
 }
@@ -653,7 +686,7 @@ fn services_start_with_default_signals_whatever_svscan_inherited() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_until(10.0, || read_pid(&dir, "a").is_some()));
+    wait_for(secs(10), "a to run", || read_pid(&dir, "a").is_some());
     let status =
         fs::read_to_string(format!("/proc/{}/status", read_pid(&dir, "a").unwrap())).unwrap();
     let field = |name: &str| {
@@ -675,5 +708,37 @@ fn services_start_with_default_signals_whatever_svscan_inherited() {
         "ignored standard signals"
     );
     signal(child.id(), Signal::SIGTERM);
-    assert!(wait_until(15.0, || child.try_wait().unwrap().is_some()));
+    wait_for(secs(15), "svscan to exit", || {
+        child.try_wait().unwrap().is_some()
+    });
+}
+
+#[test]
+fn a_service_removed_and_put_back_runs_again_at_once() {
+    let root = Root::new();
+    let dir = scan_dir(&root);
+    let make = |dir: &Path| {
+        write_exec(&dir.join("a/run"), "#!/bin/sh\nexec sleep 712.1\n");
+        write_exec(
+            &dir.join("a/log/run"),
+            "#!/bin/sh\nexec cat >> ../../a.out\n",
+        );
+    };
+    make(&dir);
+    let sv = Svscan::start(&dir);
+    wait_for(secs(10), "a to run", || pids_with("sleep 712.1").len() == 1);
+    // As sync removes an alternate and a later sync adds it back: the directory goes away in
+    // one rename, then a new one appears under the same name.
+    fs::rename(dir.join("a"), root.path().join("a.gone")).unwrap();
+    signal(sv.pid(), Signal::SIGHUP);
+    wait_for(secs(5), "the removed a to end", || {
+        pids_with("sleep 712.1").is_empty()
+    });
+    make(&dir);
+    signal(sv.pid(), Signal::SIGHUP);
+    // Its logger had to drain first; then the new directory is taken at once, not at the next
+    // full scan a minute later.
+    wait_for(secs(5), "the new a to run", || {
+        read_pid(&dir, "a").is_some() && pids_with("sleep 712.1").len() == 1
+    });
 }

@@ -4,7 +4,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use crate::app::{self, configure, get, out, started, AppRepo, Load};
-use crate::util::{processes_under, wait_until, write_exec, Root};
+use crate::util::{approuter_exe, processes_under, secs, wait_for, write_exec, Root};
 
 fn sync(root: &Root, args: &[&str]) -> std::process::Output {
     let mut a = vec!["sync"];
@@ -71,7 +71,7 @@ fn ten_production_updates_under_load_lose_no_request() {
             "version {v} live after its sync"
         );
     }
-    std::thread::sleep(Duration::from_millis(200));
+    load.more(50);
     let res = load.finish();
     assert!(res.ok > 200, "only {} requests", res.ok);
     res.assert_none_failed();
@@ -185,7 +185,9 @@ fn alternates_follow_their_branch_and_the_configuration() {
     assert!(root.var("log/beta/current").exists(), "logs are kept");
     assert!(!root.var("service/beta").exists());
     let beta_dir = root.managed().join("alternates/beta");
-    assert!(wait_until(10.0, || processes_under(&beta_dir).is_empty()));
+    wait_for(secs(10), "beta's processes to end", || {
+        processes_under(&beta_dir).is_empty()
+    });
     let status = root.cmd(&["status"]).output().unwrap();
     assert!(status.status.success(), "{}", out(&status));
     assert!(!String::from_utf8_lossy(&status.stdout).contains(" beta "));
@@ -242,15 +244,29 @@ fn two_syncs_at_once_and_an_unreachable_remote() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("another sync is running"));
     assert!(t.elapsed() < Duration::from_secs(3));
     repo.commit("main", &[("VERSION", "2")], "v2");
-    let waiting = std::thread::spawn({
-        let mut cmd = root.cmd(&["sync", "--wait"]);
-        move || cmd.timeout(Duration::from_secs(60)).output().unwrap()
+    let mut waiting = std::process::Command::new(approuter_exe())
+        .arg("--root")
+        .arg(root.path())
+        .args(["sync", "--wait"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The kernel lists a process blocked in flock in /proc/locks, after "->".
+    let pid = waiting.id().to_string();
+    wait_for(secs(10), "sync --wait to block on the lock", || {
+        fs::read_to_string("/proc/locks").unwrap().lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"->") && f.get(2) == Some(&"FLOCK") && f.contains(&pid.as_str())
+        })
     });
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!waiting.is_finished(), "--wait waits");
+    assert!(waiting.try_wait().unwrap().is_none(), "--wait waits");
     drop(lock);
-    let o = waiting.join().unwrap();
-    assert!(o.status.success(), "{}", out(&o));
+    let mut done = None;
+    wait_for(secs(60), "sync --wait to finish", || {
+        done = waiting.try_wait().unwrap();
+        done.is_some()
+    });
+    assert!(done.unwrap().success());
     assert_eq!(page(ports.listen, None).0, "2");
 
     // The remote goes away: a clear error, nothing touched, and it works again when it is back.
@@ -375,21 +391,18 @@ fn sync_restarts_a_supervisor_that_was_killed() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    assert!(wait_until(5.0, || {
+    wait_for(secs(5), "status to show nothing supervised", || {
         root.cmd(&["status"])
             .output()
             .unwrap()
             .stdout
             .starts_with(b"[-")
-    }));
+    });
     repo.commit("main", &[("VERSION", "2")], "v2");
     let text = sync_ok(&root);
     assert!(text.contains("starting it again"), "{text}");
     assert_eq!(page(ports.listen, None).0, "2");
-    assert!(wait_until(10.0, || root
-        .cmd(&["status"])
-        .output()
-        .unwrap()
-        .status
-        .success()));
+    wait_for(secs(10), "every service as it wants to be", || {
+        root.cmd(&["status"]).output().unwrap().status.success()
+    });
 }

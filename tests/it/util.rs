@@ -106,30 +106,65 @@ pub fn one_line_error(out: &std::process::Output) -> String {
     err
 }
 
-/// Polls `cond` every 20 ms until it holds or `secs` pass; returns whether it held.
-pub fn wait_until(secs: f64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
-    loop {
-        if cond() {
-            return true;
+/// What a condition polled by [`wait_for`] returns: `true`, or `Ok(())`, once it holds; while it
+/// does not, `Err` may say how things stand, for the failure message.
+pub trait Check {
+    fn check(self) -> Result<(), String>;
+}
+
+impl Check for bool {
+    fn check(self) -> Result<(), String> {
+        if self {
+            Ok(())
+        } else {
+            Err(String::new())
         }
+    }
+}
+
+impl Check for Result<(), String> {
+    fn check(self) -> Result<(), String> {
+        self
+    }
+}
+
+/// The one way tests wait: polls `cond` every 20 ms until it holds, and fails the test naming
+/// `what` it waited for (and how things stood last) once `timeout` has passed.
+#[track_caller]
+pub fn wait_for<T: Check>(timeout: std::time::Duration, what: &str, mut cond: impl FnMut() -> T) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let last = match cond().check() {
+            Ok(()) => return,
+            Err(e) => e,
+        };
         if std::time::Instant::now() >= deadline {
-            return false;
+            let last = if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {last}")
+            };
+            panic!("timed out after {timeout:?} waiting for {what}{last}");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
-/// Polls `cond` every 20 ms until it holds; panics naming `what` once `timeout` has passed.
-pub fn wait_for(timeout: std::time::Duration, what: &str, mut cond: impl FnMut() -> bool) {
+/// Seconds, for timeouts.
+pub fn secs(s: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(s)
+}
+
+/// Cleanup's wait, for Drop: polls `cond` until it holds or `timeout` passes, never failing.
+pub fn settle(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    true
 }
 
 /// Pids of the processes whose working directory lies under `dir`: everything a test started
@@ -220,11 +255,11 @@ impl Svscan {
         self.child.id()
     }
 
-    /// SIGTERM and wait for the exit; None if it did not exit in `secs`.
-    pub fn terminate(&mut self, secs: f64) -> Option<std::process::ExitStatus> {
+    /// SIGTERM and wait for the exit; None if it did not exit within `timeout`.
+    pub fn terminate(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
         signal(self.pid(), Signal::SIGTERM);
         let mut status = None;
-        wait_until(secs, || {
+        settle(timeout, || {
             status = self.child.try_wait().unwrap();
             status.is_some()
         });
@@ -238,7 +273,7 @@ impl Svscan {
 
 impl Drop for Svscan {
     fn drop(&mut self) {
-        if self.child.try_wait().unwrap().is_none() && self.terminate(10.0).is_none() {
+        if self.child.try_wait().unwrap().is_none() && self.terminate(secs(10)).is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
