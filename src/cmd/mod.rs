@@ -13,9 +13,12 @@ pub mod sync;
 
 use anyhow::{bail, Result};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::deploy::generate::list_services;
 use crate::layout::Layout;
+use crate::supervise::client;
+use crate::supervise::status::Status;
 
 /// Success or failure as an exit status.
 pub fn exit_if(ok: bool) -> ExitCode {
@@ -44,4 +47,22 @@ pub fn select(layout: &Layout, names: &[String]) -> Result<Vec<String>> {
         }
     }
     Ok(names.to_vec())
+}
+
+/// Sends control `bytes` to the named services, waits until `done` holds for each (or
+/// `timeout`), and shows their panel lines. True when every one got there.
+pub fn control(
+    layout: &Layout,
+    names: &[String],
+    bytes: &[u8],
+    timeout: Duration,
+    done: impl Fn(&Status) -> bool,
+) -> Result<bool> {
+    let services: Vec<_> = names
+        .iter()
+        .map(|n| (n.as_str(), layout.service(n)))
+        .collect();
+    let ok = client::control_and_wait(&services, bytes, timeout, done)?;
+    status::panel(layout, names, false)?;
+    Ok(ok)
 }

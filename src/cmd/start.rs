@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{exit_if, select, status};
 use crate::deploy::environment::{self, Started};
 use crate::layout::Layout;
-use crate::supervise::{client, control};
+use crate::supervise::control;
 
 /// How long `start SERVICE` waits for a service to run.
 pub const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,16 +34,9 @@ pub fn whole(layout: &Layout) -> Result<bool> {
 
 fn start_services(layout: &Layout, names: &[String]) -> Result<ExitCode> {
     let names = select(layout, names)?;
-    let dirs: Vec<_> = names.iter().map(|n| layout.service(n)).collect();
-    let services: Vec<_> = names
-        .iter()
-        .map(String::as_str)
-        .zip(dirs.iter().map(|d| d.as_path()))
-        .collect();
-    let up = client::control_and_wait(&services, control::UP, SERVICE_START_TIMEOUT, |st| {
+    let up = super::control(layout, &names, control::UP, SERVICE_START_TIMEOUT, |st| {
         st.is_up()
     })?;
-    status::panel(layout, &names, false)?;
     if !up {
         bail!(
             "not every service came up within {} s; see `approuter status` and its log",

@@ -4,10 +4,10 @@ use anyhow::{bail, Result};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{select, status};
+use super::select;
 use crate::config::{Config, Settings};
 use crate::layout::Layout;
-use crate::supervise::{client, control};
+use crate::supervise::control;
 
 /// How long `stop` waits: the services' stop grace, and a little more.
 fn stop_timeout(grace_secs: u64) -> Duration {
@@ -23,14 +23,7 @@ pub fn run(layout: &Layout, names: &[String]) -> Result<ExitCode> {
     if names.is_empty() {
         bail!("no service named; known services are listed by `approuter status`");
     }
-    let dirs: Vec<_> = names.iter().map(|n| layout.service(n)).collect();
-    let services: Vec<_> = names
-        .iter()
-        .map(String::as_str)
-        .zip(dirs.iter().map(|d| d.as_path()))
-        .collect();
-    let down = client::control_and_wait(&services, control::DOWN, timeout, |st| st.is_down())?;
-    status::panel(layout, &names, false)?;
+    let down = super::control(layout, &names, control::DOWN, timeout, |st| st.is_down())?;
     if !down {
         bail!("not every service went down within {} s", timeout.as_secs());
     }

@@ -4,7 +4,7 @@ use anyhow::{anyhow, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::control;
@@ -36,7 +36,7 @@ fn signal_svscan(service_dir: &Path, sig: Signal) -> Option<u32> {
 /// Writes control `bytes` to each service, then waits until `done` holds for every one of them
 /// or `timeout` passes. Ok(false) on timeout.
 pub fn control_and_wait(
-    services: &[(&str, &Path)],
+    services: &[(&str, PathBuf)],
     bytes: &[u8],
     timeout: Duration,
     done: impl Fn(&Status) -> bool,
@@ -55,9 +55,12 @@ pub fn control_and_wait(
 /// its port a moment longer).
 pub fn restart_and_wait(name: &str, dir: &Path, timeout: Duration) -> Result<()> {
     let old = status::read(dir).map(|s| s.pid).unwrap_or(0);
-    let restarted = control_and_wait(&[(name, dir)], control::RESTART, timeout, |st| {
-        st.is_up() && st.pid != old
-    })?;
+    let restarted = control_and_wait(
+        &[(name, dir.to_path_buf())],
+        control::RESTART,
+        timeout,
+        |st| st.is_up() && st.pid != old,
+    )?;
     if !restarted {
         anyhow::bail!("{name} did not restart within {} s", timeout.as_secs());
     }
