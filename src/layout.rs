@@ -92,14 +92,25 @@ impl Layout {
     pub fn nginx_conf(&self) -> PathBuf {
         self.nginx_dir().join("nginx.conf")
     }
-    pub fn nginx_active_conf(&self) -> PathBuf {
-        self.nginx_dir().join("active.conf")
+    /// The symlink naming the active production instance (`slots/instance2`), which nginx
+    /// follows on every request.
+    pub fn nginx_active(&self) -> PathBuf {
+        self.nginx_dir().join("active")
+    }
+    pub fn nginx_slot(&self, name: &str) -> PathBuf {
+        self.nginx_dir().join("slots").join(name)
+    }
+    /// Present while a reload is being prepared: nginx then closes each connection after its
+    /// answer.
+    pub fn nginx_draining(&self) -> PathBuf {
+        self.nginx_dir().join("draining")
     }
     pub fn run_dir(&self) -> PathBuf {
         self.var().join("run")
     }
-    pub fn sync_lock(&self) -> PathBuf {
-        self.run_dir().join("sync.lock")
+    /// The lock every command that changes state holds while it runs.
+    pub fn lock(&self) -> PathBuf {
+        self.run_dir().join("approuter.lock")
     }
     /// The pid of svscan's logger, which `start` runs beside svscan.
     pub fn svscan_logger_pid(&self) -> PathBuf {

@@ -33,6 +33,11 @@ struct Cli {
     #[arg(long, global = true, env = "APPROUTER_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,
 
+    /// When another approuter command that changes state is running, refuse at once (naming it)
+    /// instead of waiting for it
+    #[arg(long, global = true)]
+    no_wait: bool,
+
     #[command(subcommand)]
     command: Cmd,
 }
@@ -98,6 +103,18 @@ enum Cmd {
         /// Also say what needed no change
         #[arg(short, long)]
         verbose: bool,
+        /// Deploy the production branch's head even if it was rolled back or failed before
+        #[arg(long)]
+        redeploy: bool,
+    },
+    /// Deploy the production branch's head now, even a commit rolled back from or one that failed before (a sync with --redeploy)
+    Deploy {
+        /// Say what it would do, and do nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Also say what needed no change
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Print the last lines of services' logs; -f follows them
     Logs(cmd::logs::Args),
@@ -115,6 +132,9 @@ enum Cmd {
     },
     /// Append stdin to svlogd-style log directories, as runit's svlogd does (every log/run uses it)
     Svlogd(svlogd::Args),
+    /// Start an instance's program with its defined environment (every instance's run uses it)
+    #[command(hide = true)]
+    InstanceExec(cmd::instance_exec::Args),
 }
 
 fn main() -> ExitCode {
@@ -140,6 +160,8 @@ fn root_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let layout = Layout::new(root_dir(cli.root)?);
+    // Commands that change state hold approuter's lock while they run.
+    let exclusive = |what: &str| cmd::exclusive(&layout, what, cli.no_wait);
     match cli.command {
         Cmd::Init {
             repo,
@@ -147,37 +169,68 @@ fn run(cli: Cli) -> Result<ExitCode> {
             prod_branch,
         } => cmd::init::run(&layout, &repo, &alternates, prod_branch.as_deref()),
         Cmd::Generate => {
+            let _lock = exclusive("generate")?;
             let (plan, changes) = deploy::generate::generate(&layout)?;
             for line in changes.summary(&plan) {
                 println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Start { services } => cmd::start::run(&layout, &services),
-        Cmd::Stop { services } => cmd::stop::run(&layout, &services),
-        Cmd::Shutdown => cmd::shutdown::run(&layout),
+        Cmd::Start { services } => {
+            let _lock = exclusive("start")?;
+            cmd::start::run(&layout, &services)
+        }
+        Cmd::Stop { services } => {
+            let _lock = exclusive("stop")?;
+            cmd::stop::run(&layout, &services)
+        }
+        Cmd::Shutdown => {
+            let _lock = exclusive("shutdown")?;
+            cmd::shutdown::run(&layout)
+        }
         Cmd::Status {
             services,
             long,
             json,
         } => cmd::status::run(&layout, &services, long, json),
-        Cmd::Switch { force } => cmd::switch::run(&layout, force),
+        Cmd::Switch { force } => {
+            let _lock = exclusive("switch")?;
+            cmd::switch::run(&layout, force)
+        }
         Cmd::WhichProd => cmd::switch::which_prod(&layout),
         Cmd::Check => cmd::check::run(&layout),
         Cmd::Sync {
             wait,
             dry_run,
             verbose,
+            redeploy,
         } => cmd::sync::run(
             &layout,
             &deploy::sync::Options {
-                wait,
                 dry_run,
                 verbose,
+                redeploy,
+            },
+            if cli.no_wait {
+                Some(false)
+            } else {
+                wait.then_some(true)
             },
         ),
+        Cmd::Deploy { dry_run, verbose } => cmd::sync::run(
+            &layout,
+            &deploy::sync::Options {
+                dry_run,
+                verbose,
+                redeploy: true,
+            },
+            Some(!cli.no_wait),
+        ),
         Cmd::Logs(args) => cmd::logs::run(&layout, args),
-        Cmd::Demo => cmd::demo::run(&layout),
+        Cmd::Demo => {
+            let _lock = exclusive("demo")?;
+            cmd::demo::run(&layout)
+        }
         Cmd::Svscan { dir, grace } => {
             let code = supervise::scan::run(supervise::scan::Options {
                 dir,
@@ -186,5 +239,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(code as u8))
         }
         Cmd::Svlogd(args) => svlogd::main(args),
+        Cmd::InstanceExec(args) => cmd::instance_exec::run(args),
     }
 }

@@ -1,4 +1,4 @@
-//! What approuter remembers between runs under `managed/var/state/`: alternate ports, the active production instance, a failed commit, whether it is meant to run. Every state file goes through here.
+//! What approuter remembers between runs: the ports in use, the active production instance (the symlink nginx itself reads), a failed commit, a rolled-back commit, whether it is meant to run. Every state file goes through here.
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -9,19 +9,19 @@ use crate::plan::Slot;
 use crate::util::file::{self as fsx, read_optional};
 
 pub const PORTS: &str = "ports";
-pub const ACTIVE: &str = "active";
+/// Where the active instance was recorded before it became nginx's own symlink; read once to
+/// carry an older installation's choice over.
+const LEGACY_ACTIVE: &str = "active";
 /// A production commit that failed its health check, so later syncs do not redeploy it.
 pub const FAILED: &str = "failed-commit";
+/// A production commit `approuter switch` rolled back from, so sync does not deploy it again.
+pub const HELD: &str = "rolled-back";
 /// Present while the environment is meant to run (`start` to `shutdown`): a sync that finds it
 /// but no supervisor starts the supervisor again.
 pub const RUNNING: &str = "running";
 
 fn ports_path(layout: &Layout) -> PathBuf {
     layout.state_file(PORTS)
-}
-
-fn active_path(layout: &Layout) -> PathBuf {
-    layout.state_file(ACTIVE)
 }
 
 /// Writes a state file whole, creating the state directory when needed.
@@ -34,7 +34,8 @@ fn save(layout: &Layout, name: &str, text: &str) -> Result<()> {
     fsx::write_atomic(&path, text.as_bytes(), 0o644)
 }
 
-/// The alternate port allocation: `name port` per line.
+/// The ports instances were last generated with: `name port` per line (alternates, and the
+/// production instances, whose ports move one at a time when `prod_ports` changes).
 pub fn load_ports(layout: &Layout) -> Result<BTreeMap<String, u16>> {
     let path = ports_path(layout);
     let Some(text) = read_optional(&path)? else {
@@ -71,32 +72,121 @@ pub fn save_ports(layout: &Layout, ports: &BTreeMap<String, u16>) -> Result<()> 
     save(layout, PORTS, &render_ports(ports))
 }
 
+/// Drops what was remembered of the production instances' ports: they start on `prod_ports`.
+pub fn forget_prod_ports(layout: &Layout) -> Result<()> {
+    let mut ports = load_ports(layout)?;
+    let before = ports.len();
+    ports.retain(|name, _| Slot::parse(name).is_none());
+    if ports.len() != before {
+        save_ports(layout, &ports)?;
+    }
+    Ok(())
+}
+
 fn render_ports(ports: &BTreeMap<String, u16>) -> String {
     let mut out =
-        String::from("# Alternate ports, kept stable by approuter. Generated; do not edit.\n");
+        String::from("# Instance ports, kept stable by approuter. Generated; do not edit.\n");
     for (name, port) in ports {
         out.push_str(&format!("{name} {port}\n"));
     }
     out
 }
 
-/// The active production instance; instance1 until a switch says otherwise.
+/// The active production instance: where `managed/var/nginx/active` points (`slots/instance2`),
+/// instance1 when it points nowhere yet. nginx reads the same link on every request, so what
+/// approuter records and what nginx does cannot differ.
 pub fn load_active(layout: &Layout) -> Result<Slot> {
-    let path = active_path(layout);
-    match read_optional(&path)? {
-        None => Ok(Slot::Instance1),
-        Some(text) => Slot::parse(text.trim()).with_context(|| {
-            format!(
-                "{}: expected `instance1` or `instance2`, found {:?}; write the active instance's name",
-                path.display(),
-                text.trim()
-            )
-        }),
+    let link = layout.nginx_active();
+    match std::fs::read_link(&link) {
+        Ok(target) => target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(Slot::parse)
+            .with_context(|| {
+                format!(
+                    "{}: points to {}, not to slots/instance1 or slots/instance2; run `approuter switch --force` to set it",
+                    link.display(),
+                    target.display()
+                )
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let legacy = layout.state_file(LEGACY_ACTIVE);
+            match read_optional(&legacy)? {
+                None => Ok(Slot::Instance1),
+                Some(text) => Slot::parse(text.trim()).with_context(|| {
+                    format!(
+                        "{}: expected `instance1` or `instance2`, found {:?}; write the active instance's name",
+                        legacy.display(),
+                        text.trim()
+                    )
+                }),
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("{}: cannot read", link.display())),
     }
 }
 
+/// Makes `slot` the active production instance: one rename of the `active` symlink, which nginx
+/// follows from its next request on.
 pub fn save_active(layout: &Layout, slot: Slot) -> Result<()> {
-    save(layout, ACTIVE, &format!("{}\n", slot.name()))
+    for s in Slot::BOTH {
+        // slots/instanceN/instanceN: the file nginx tests through the link.
+        let dir = layout.nginx_slot(s.name());
+        let marker = dir.join(s.name());
+        if !marker.exists() {
+            fsx::ensure_dir(&dir)?;
+            fsx::write_atomic(&marker, b"", 0o644)?;
+        }
+    }
+    let link = layout.nginx_active();
+    let target = Path::new("slots").join(slot.name());
+    if std::fs::read_link(&link).ok().as_deref() == Some(target.as_path()) {
+        return Ok(());
+    }
+    let tmp = fsx::new_path(&link);
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp)
+        .and_then(|()| std::fs::rename(&tmp, &link))
+        .with_context(|| {
+            format!(
+                "{}: cannot point it to {}",
+                link.display(),
+                target.display()
+            )
+        })?;
+    fsx::remove_if_present(&layout.state_file(LEGACY_ACTIVE))
+}
+
+/// A production commit rolled back from by `approuter switch`, and when (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub commit: String,
+    pub since: u64,
+}
+
+pub fn load_held(layout: &Layout) -> Result<Option<Held>> {
+    let path = layout.state_file(HELD);
+    let Some(text) = read_optional(&path)? else {
+        return Ok(None);
+    };
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next().and_then(|t| t.parse().ok())) {
+        (Some(commit), Some(since)) => Ok(Some(Held {
+            commit: commit.to_string(),
+            since,
+        })),
+        _ => bail!(
+            "{}: expected `<commit> <unix time>`; delete it to release the hold",
+            path.display()
+        ),
+    }
+}
+
+pub fn save_held(layout: &Layout, held: Option<&Held>) -> Result<()> {
+    match held {
+        Some(h) => save(layout, HELD, &format!("{} {}\n", h.commit, h.since)),
+        None => fsx::remove_if_present(&layout.state_file(HELD)),
+    }
 }
 
 pub fn load_failed(layout: &Layout) -> Result<Option<String>> {

@@ -7,6 +7,7 @@ With a file TICK_MS (e.g. 5), it also prints "tick <pid> <n>" every so many mill
 counting from 1: a gap-free sequence in its log shows that no line was lost.
 GET /echo with "Upgrade: websocket" -> 101, then every byte sent comes back (a tunnel, enough to
                   see an upgraded connection pass through nginx; not a WebSocket implementation)
+POST (any path)  -> 200 "received N bytes": the body is read whole, so uploads can be tested
 """
 import http.server
 import os
@@ -67,6 +68,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-App-Version", VERSION)
+        self.send_header("X-App-Branch", BRANCH)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0") or "0")
+        left = length
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
+        self.answer(200, f"received {length - left} bytes\n")
+
+    def answer(self, status, body):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-App-Version", VERSION)
         self.send_header("X-App-Branch", BRANCH)

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod demo;
 pub mod init;
+pub mod instance_exec;
 pub mod logs;
 pub mod shutdown;
 pub mod start;
@@ -16,9 +17,30 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::deploy::generate::list_services;
+use crate::deploy::lock::{self, Busy};
 use crate::layout::Layout;
 use crate::supervise::client;
 use crate::supervise::status::Status;
+use crate::util::pidlock::PidLock;
+
+/// Takes approuter's lock for a command that changes state: waits for whoever holds it, or with
+/// `no_wait` refuses naming them. The configuration is checked first, so that a refusal
+/// creates nothing (not even the lock file).
+pub fn exclusive(layout: &Layout, command: &str, no_wait: bool) -> Result<PidLock> {
+    check_configuration(layout, command)?;
+    let busy = if no_wait { Busy::Refuse } else { Busy::Wait };
+    Ok(lock::take(layout, command, busy)?.expect("only sync leaves without the lock"))
+}
+
+/// What a command needs of the configuration before it takes the lock: `stop` and `shutdown`
+/// must work with a configuration broken since `start`; `demo` writes its own.
+pub fn check_configuration(layout: &Layout, command: &str) -> Result<()> {
+    match command {
+        "demo" => Ok(()),
+        "stop" | "shutdown" => Ok(()),
+        _ => crate::config::Config::load(layout).map(drop),
+    }
+}
 
 /// Success or failure as an exit status.
 pub fn exit_if(ok: bool) -> ExitCode {

@@ -10,6 +10,8 @@ use crate::deploy::{checkouts, load_plan};
 use crate::layout::Layout;
 use crate::panel::{self, Report};
 use crate::plan::{Plan, Role, NGINX};
+use crate::state;
+use crate::util::tai64;
 
 pub fn run(layout: &Layout, names: &[String], long: bool, json: bool) -> Result<ExitCode> {
     let healthy = if long {
@@ -62,10 +64,13 @@ struct Detail {
     port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
+    /// Production instances: why sync will not deploy the commit this one runs on its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held: Option<String>,
 }
 
 impl Detail {
-    fn of(layout: &Layout, plan: &Plan, name: &str) -> Detail {
+    fn of(layout: &Layout, plan: &Plan, held: &Held, name: &str) -> Detail {
         match plan.instance(name) {
             Some(inst) => {
                 let (branch, commit) = checkouts::describe(layout, inst);
@@ -74,11 +79,16 @@ impl Detail {
                     Role::Prod(_) => "inactive production",
                     Role::Alternate { .. } => "alternate",
                 };
+                let held = match inst.role {
+                    Role::Prod(_) => held.of(&commit),
+                    Role::Alternate { .. } => None,
+                };
                 Detail {
                     branch: Some(branch),
                     commit: Some(commit),
                     port: Some(inst.port),
                     role: Some(role),
+                    held,
                 }
             }
             None if name == NGINX => Detail {
@@ -105,7 +115,39 @@ impl Detail {
         if let Some(r) = self.role {
             parts.push(format!("role {r}"));
         }
+        if let Some(h) = &self.held {
+            parts.push(h.clone());
+        }
         parts.join("  ")
+    }
+}
+
+/// What sync holds back from production: a commit rolled back from, a commit that failed.
+struct Held {
+    rolled_back: Option<state::Held>,
+    failed: Option<String>,
+}
+
+impl Held {
+    fn load(layout: &Layout) -> Result<Held> {
+        Ok(Held {
+            rolled_back: state::load_held(layout)?,
+            failed: state::load_failed(layout)?,
+        })
+    }
+
+    /// The note for an instance running `short_commit`.
+    fn of(&self, short_commit: &str) -> Option<String> {
+        let is = |c: &str| !short_commit.is_empty() && c.starts_with(short_commit);
+        if let Some(h) = self.rolled_back.as_ref().filter(|h| is(&h.commit)) {
+            return Some(format!(
+                "rolled back at {}: sync holds production on the other instance (`approuter deploy` redeploys it)",
+                tai64::utc_string(h.since)
+            ));
+        }
+        self.failed.as_deref().filter(|c| is(c)).map(|_| {
+            "failed its health check: sync does not retry it (`approuter deploy` does)".to_string()
+        })
     }
 }
 
@@ -118,13 +160,14 @@ struct LongReport {
 
 fn long_panel(layout: &Layout, names: &[String], json: bool) -> Result<bool> {
     let (_, plan) = load_plan(layout)?;
+    let held = Held::load(layout)?;
     let reports = reports(layout, names)?;
     let healthy = reports.iter().all(Report::healthy);
     let width = width(&reports);
     let long: Vec<LongReport> = reports
         .into_iter()
         .map(|report| LongReport {
-            detail: Detail::of(layout, &plan, &report.name),
+            detail: Detail::of(layout, &plan, &held, &report.name),
             report,
         })
         .collect();

@@ -189,10 +189,13 @@ pub enum Started {
 /// `approuter start`: checkouts, generated files, the supervisor, and a wait until every
 /// service runs and every instance answers its health path.
 pub fn start(layout: &Layout) -> Result<Started> {
-    let (config, plan) = load_plan(layout)?;
+    load_plan(layout)?;
     if let Some(pid) = client::svscan_pid(&layout.service_dir()) {
         return Ok(Started::AlreadyRunning(pid));
     }
+    // Nothing runs: production starts on the configured ports, wherever it ran before.
+    state::forget_prod_ports(layout)?;
+    let (config, plan) = load_plan(layout)?;
     check_ports(layout, &plan)?;
     checkouts::ensure(layout, &config, &plan)?;
     let (plan, changes) = generate::generate(layout)?;
@@ -225,12 +228,14 @@ fn wait_until_healthy(layout: &Layout, plan: &Plan) -> bool {
             name: i.name.clone(),
             port: i.port,
             deadline,
+            watch: Some(layout.service(&i.name)),
         })
         .collect();
     targets.push(health::Target {
         name: NGINX.into(),
         port: plan.settings.listen_port,
         deadline,
+        watch: Some(layout.service(NGINX)),
     });
     let results = health::wait_all(
         &targets,
@@ -242,10 +247,13 @@ fn wait_until_healthy(layout: &Layout, plan: &Plan) -> bool {
     for (t, r) in targets.iter().zip(results) {
         let Err(why) = r else { continue };
         all = false;
+        let after = match why {
+            health::Unhealthy::Timeout(_) => format!(" after {}s", timeout.as_secs()),
+            health::Unhealthy::Exited(_) => String::new(),
+        };
         eprintln!(
-            "approuter: {} is not healthy after {}s: {why}; its log: {}",
+            "approuter: {} is not healthy{after}: {why}; its log: {}",
             t.name,
-            timeout.as_secs(),
             layout.log_current(&t.name).display()
         );
         for line in log_tail(layout, &t.name, LOG_TAIL_LINES) {

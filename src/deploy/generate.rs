@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::load_plan;
+use crate::config::Config;
 use crate::ext::nginx;
 use crate::layout::Layout;
 use crate::plan::{Plan, NGINX};
@@ -51,25 +52,40 @@ impl Changes {
 /// Renders and checks everything, then writes what differs from disk.
 pub fn generate(layout: &Layout) -> Result<(Plan, Changes)> {
     let (config, plan) = load_plan(layout)?;
-    let host = Host::detect(&config)?;
-    let files = render::render(&plan, layout, &host)?;
-    check_nginx(layout, &host, &files)?;
-    let changes = apply(layout, &plan, &files)?;
+    let changes = generate_plan(layout, &config, &plan)?;
     Ok((plan, changes))
 }
 
-/// Generates, then tells whoever runs what changed: svscan rescans at once, nginx reloads.
-pub fn regenerate(layout: &Layout) -> Result<(Plan, Changes)> {
-    let (plan, changes) = generate(layout)?;
+/// The files for a given plan (sync's, which may leave alternates out or move a port).
+pub fn generate_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
+    let host = Host::detect(config)?;
+    let files = render::render(plan, layout, &host)?;
+    check_nginx(layout, &host, &files)?;
+    apply(layout, plan, &files)
+}
+
+/// Generates the files for `plan`, then tells whoever runs what changed: svscan rescans at once,
+/// nginx reloads (drained).
+pub fn regenerate_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
+    let changes = generate_plan(layout, config, plan)?;
     if client::svscan_pid(&layout.service_dir()).is_some() {
         if !changes.added.is_empty() || !changes.removed.is_empty() {
             client::rescan(&layout.service_dir());
         }
         if changes.nginx_changed {
-            nginx::reload(&layout.service(NGINX), &layout.log_current(NGINX))?;
+            reload_nginx(layout)?;
         }
     }
-    Ok((plan, changes))
+    Ok(changes)
+}
+
+/// Reloads the supervised nginx, its clients drained first (see [`nginx::reload`]).
+pub fn reload_nginx(layout: &Layout) -> Result<bool> {
+    nginx::reload(
+        &layout.service(NGINX),
+        &layout.log_current(NGINX),
+        &layout.nginx_draining(),
+    )
 }
 
 fn check_nginx(layout: &Layout, host: &Host, files: &[OutFile]) -> Result<()> {
@@ -79,18 +95,6 @@ fn check_nginx(layout: &Layout, host: &Host, files: &[OutFile]) -> Result<()> {
         .cloned()
         .collect();
     nginx::check(&host.nginx_cmd, &nginx_files, &layout.nginx_dir())
-}
-
-/// Renders the nginx configuration for `plan`, checks it with `nginx -t`, and writes the files
-/// that differ. Returns whether anything was written.
-pub fn apply_nginx(layout: &Layout, plan: &Plan, host: &Host) -> Result<bool> {
-    let files = render::render_nginx(plan, layout, host)?;
-    check_nginx(layout, host, &files)?;
-    let mut changed = false;
-    for f in &files {
-        changed |= write_if_changed(f)?;
-    }
-    Ok(changed)
 }
 
 fn write_if_changed(f: &OutFile) -> Result<bool> {

@@ -1,8 +1,10 @@
-//! Waiting until instances answer their health path with 200: for one, or for many at once.
+//! Waiting until instances answer their health path with 200, for one or many at once, and giving up at once when an instance's process exits meanwhile.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::ext::http;
+use crate::supervise::status;
 
 /// How often a target that is not healthy yet is asked again: an instance's start-up is what a
 /// deploy waits for.
@@ -16,17 +18,37 @@ pub struct Target {
     pub name: String,
     pub port: u16,
     pub deadline: Instant,
+    /// The service directory to watch: once its process has been seen running, its exit (or a
+    /// new pid: it was restarted) ends the wait at once, as a failure.
+    pub watch: Option<PathBuf>,
+}
+
+/// Why a target did not turn healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unhealthy {
+    /// It did not answer 200 by the deadline: the last thing that went wrong.
+    Timeout(String),
+    /// Its process ended while it was waited for: how (`exit 1 after 0.2s`).
+    Exited(String),
+}
+
+impl std::fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Unhealthy::Timeout(why) => write!(f, "{why}"),
+            Unhealthy::Exited(how) => write!(f, "its process ended ({how})"),
+        }
+    }
 }
 
 /// Waits for every target; `on_healthy` is called as each turns healthy, with how long it took
-/// since `since`. Returns, in the targets' order, how long each took or the last thing that
-/// went wrong.
+/// since `since`. Returns, in the targets' order, how long each took or why it did not.
 pub fn wait_all(
     targets: &[Target],
     path: &str,
     since: Instant,
     on_healthy: &(dyn Fn(&str, Duration) + Sync),
-) -> Vec<Result<Duration, String>> {
+) -> Vec<Result<Duration, Unhealthy>> {
     if targets.is_empty() {
         return Vec::new();
     }
@@ -43,15 +65,45 @@ pub fn wait_all(
     })
 }
 
+/// Waits for one target.
+pub fn wait_one(target: Target, path: &str) -> Result<Duration, Unhealthy> {
+    wait_all(&[target], path, Instant::now(), &|_, _| {})
+        .pop()
+        .expect("one target, one result")
+}
+
+/// How a watched service's run ended, once the pid seen running no longer runs.
+fn ended(dir: &std::path::Path, seen: &mut Option<u32>) -> Option<String> {
+    let st = status::read(dir).ok()?;
+    match *seen {
+        None => {
+            if st.is_up() {
+                *seen = Some(st.pid);
+            }
+            None
+        }
+        Some(pid) if st.is_up() && st.pid == pid => None,
+        Some(_) => {
+            let extra = status::read_extra(dir);
+            Some(if extra.last_exit.is_empty() {
+                "it was restarted".to_string()
+            } else {
+                extra.last_exit
+            })
+        }
+    }
+}
+
 fn wait_chunk(
     targets: &[Target],
     path: &str,
     since: Instant,
     on_healthy: &(dyn Fn(&str, Duration) + Sync),
-) -> Vec<Result<Duration, String>> {
-    let mut results: Vec<Option<Result<Duration, String>>> = vec![None; targets.len()];
+) -> Vec<Result<Duration, Unhealthy>> {
+    let mut results: Vec<Option<Result<Duration, Unhealthy>>> = vec![None; targets.len()];
+    let mut seen: Vec<Option<u32>> = vec![None; targets.len()];
     loop {
-        for (t, result) in targets.iter().zip(results.iter_mut()) {
+        for ((t, result), seen) in targets.iter().zip(results.iter_mut()).zip(seen.iter_mut()) {
             if result.is_some() {
                 continue;
             }
@@ -67,8 +119,13 @@ fn wait_chunk(
                     on_healthy(&t.name, took);
                     *result = Some(Ok(took));
                 }
-                Err(why) if Instant::now() >= t.deadline => *result = Some(Err(why)),
-                Err(_) => {}
+                Err(why) => {
+                    if let Some(how) = t.watch.as_ref().and_then(|d| ended(d, seen)) {
+                        *result = Some(Err(Unhealthy::Exited(how)));
+                    } else if Instant::now() >= t.deadline {
+                        *result = Some(Err(Unhealthy::Timeout(why)));
+                    }
+                }
             }
         }
         if results.iter().all(Option::is_some) {

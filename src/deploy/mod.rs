@@ -4,12 +4,14 @@ pub mod checkouts;
 pub mod environment;
 pub mod generate;
 pub mod health;
+pub mod lock;
 pub mod switch;
 pub mod sync;
 
 use anyhow::Result;
 
 use crate::config::Config;
+use crate::ext::procfs;
 use crate::layout::Layout;
 use crate::plan::Plan;
 use crate::state;
@@ -19,6 +21,6 @@ pub fn load_plan(layout: &Layout) -> Result<(Config, Plan)> {
     let config = Config::load(layout)?;
     let ports = state::load_ports(layout)?;
     let active = state::load_active(layout)?;
-    let plan = Plan::new(&config, &ports, active)?;
+    let plan = Plan::new(&config, &ports, active, &procfs::listening_ports())?;
     Ok((config, plan))
 }

@@ -1,30 +1,46 @@
-//! Switching production to the other instance: health first, then the recorded choice, nginx's configuration, the reload, and a check that nginx serves from it.
+//! Switching production to the other instance: one rename of the symlink nginx follows, no reload; a rollback records the commit it rolled back from.
 
 use anyhow::{bail, Result};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::load_plan;
-use crate::config::Config;
+use crate::ext::git;
 use crate::ext::hooks::{self, Event};
-use crate::ext::{http, nginx};
+use crate::ext::http;
 use crate::layout::Layout;
-use crate::plan::{Plan, Slot, NGINX};
-use crate::render::Host;
-use crate::state;
+use crate::plan::{Plan, Slot};
+use crate::state::{self, Held};
 use crate::util::poll;
 
-/// How long nginx may take, after a reload, to serve production from the new instance.
+/// How long nginx may take to serve production from the new instance.
 const SERVED_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What `approuter switch` did: the instance now active, the hold it set or released, and
+/// what the `switched` hook said.
+pub struct Switched {
+    pub to: Slot,
+    pub hold: HoldChange,
+    pub hook: Vec<String>,
+}
+
+/// How a switch changed the rollback hold.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HoldChange {
+    None,
+    /// Switched away from this commit: sync will not deploy it again on its own.
+    Set(String),
+    /// Switched to the commit that was held: sync deploys as usual again.
+    Released(String),
+}
+
 /// `approuter switch`: production traffic to the other instance, after checking it is healthy.
-/// Returns the instance now active and what the `switched` hook said.
-pub fn switch(layout: &Layout, force: bool) -> Result<(Slot, Vec<String>)> {
-    let (config, plan) = load_plan(layout)?;
+pub fn switch(layout: &Layout, force: bool) -> Result<Switched> {
+    let (_, plan) = load_plan(layout)?;
     let to = plan.active.other();
     let target = plan.prod(to);
     let path = &plan.settings.health_path;
-    match http::get(target.port, path, None, http::REQUEST_TIMEOUT) {
-        Ok(a) if a.status == 200 => {}
+    let healthy = match http::get(target.port, path, None, http::REQUEST_TIMEOUT) {
+        Ok(a) if a.status == 200 => true,
         result if !force => {
             let why = match result {
                 Ok(a) => format!("{path} answered {}", a.status),
@@ -36,38 +52,58 @@ pub fn switch(layout: &Layout, force: bool) -> Result<(Slot, Vec<String>)> {
                 layout.log_current(to.name()).display()
             );
         }
-        _ => eprintln!(
-            "approuter: {} is not healthy; switching anyway (--force)",
-            to.name()
-        ),
+        _ => {
+            eprintln!(
+                "approuter: {} is not healthy; switching anyway (--force)",
+                to.name()
+            );
+            false
+        }
+    };
+    let commit = |slot: Slot| {
+        git::inspect(&layout.checkout(plan.prod(slot)))
+            .ok()
+            .map(|c| c.head.to_string())
+    };
+    let (from_commit, to_commit) = (commit(plan.active), commit(to));
+    let held = state::load_held(layout)?;
+    let hold = match (held, from_commit, to_commit) {
+        (Some(h), _, Some(t)) if h.commit == t => HoldChange::Released(h.commit),
+        (_, Some(f), t) if Some(&f) != t.as_ref() => HoldChange::Set(f),
+        _ => HoldChange::None,
+    };
+    let hook = switch_to(layout, &plan, to, healthy)?;
+    match &hold {
+        HoldChange::Set(commit) => state::save_held(
+            layout,
+            Some(&Held {
+                commit: commit.clone(),
+                since: unix_now(),
+            }),
+        )?,
+        HoldChange::Released(_) => state::save_held(layout, None)?,
+        HoldChange::None => {}
     }
-    let hook = switch_to(layout, &config, plan, to)?;
-    Ok((to, hook))
+    Ok(Switched { to, hold, hook })
 }
 
-/// Points production at `to`: the nginx include is rendered and checked, the choice recorded,
-/// the file written, nginx reloaded, and the answer watched until nginx serves from `to`.
-/// Returns what the `switched` hook said.
-pub fn switch_to(
-    layout: &Layout,
-    config: &Config,
-    mut plan: Plan,
-    to: Slot,
-) -> Result<Vec<String>> {
-    let host = Host::detect(config)?;
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Points production at `to`: the `active` symlink is renamed into place, and nginx follows it
+/// from its next request (no reload). When `to` is healthy, waits until nginx is seen serving
+/// from it. Returns what the `switched` hook said.
+pub fn switch_to(layout: &Layout, plan: &Plan, to: Slot, verify: bool) -> Result<Vec<String>> {
     let from = plan.active;
-    plan.active = to;
-    // The choice is recorded first, so a switch cut short is completed by the next generate;
-    // a configuration nginx refuses is never written, and the record goes back.
     state::save_active(layout, to)?;
-    if let Err(e) = super::generate::apply_nginx(layout, &plan, &host) {
-        state::save_active(layout, from)?;
-        return Err(e);
-    }
-    if nginx::reload(&layout.service(NGINX), &layout.log_current(NGINX))? {
+    if verify {
         let port = plan.settings.listen_port;
         let mut served = None;
-        let done = poll::holds(SERVED_TIMEOUT, poll::EVERY, || {
+        let seen = poll::holds(SERVED_TIMEOUT, poll::EVERY, || {
             served = http::get(
                 port,
                 &plan.settings.health_path,
@@ -78,11 +114,12 @@ pub fn switch_to(
             .and_then(|a| a.served_by);
             served.as_deref() == Some(to.name())
         });
-        if !done {
+        if !seen {
             bail!(
-                "nginx was told to reload but still serves production from {:?}; see {}",
+                "production was switched to {} but nginx still serves it from {:?}; see {}",
+                to.name(),
                 served,
-                layout.log_current(NGINX).display()
+                layout.log_current(crate::plan::NGINX).display()
             );
         }
     }

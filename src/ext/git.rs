@@ -187,7 +187,7 @@ pub fn clone(url: &str, branch: &str, dest: &Path, label: &str) -> Result<Oid> {
 }
 
 /// What a checkout holds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkout {
     pub branch: Option<String>,
     pub head: Oid,
@@ -293,8 +293,12 @@ pub fn checkout(dest: &Path, url: &str, branch: &str, oid: Oid) -> Result<()> {
 }
 
 pub fn short(oid: Oid) -> String {
-    let s = oid.to_string();
-    s[..7.min(s.len())].to_string()
+    short_str(&oid.to_string())
+}
+
+/// The first 7 characters of a commit id, as git shows it.
+pub fn short_str(commit: &str) -> String {
+    commit.chars().take(7).collect()
 }
 
 impl Checkout {

@@ -31,6 +31,10 @@ impl Event {
     }
 }
 
+/// Set in a hook's environment: approuter's commands that change state refuse to run from a
+/// hook, since the sync that runs the hook holds approuter's lock until it is done.
+pub const IN_HOOK: &str = "APPROUTER_HOOK";
+
 /// How long a hook may run before it is killed: production does not wait on it any longer.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -48,6 +52,7 @@ pub fn run(layout: &Layout, event: Event, args: &[&str]) -> Vec<String> {
         .current_dir(layout.root())
         .env("APPROUTER_ROOT", layout.root())
         .env("APPROUTER_EVENT", name)
+        .env(IN_HOOK, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -13,6 +13,9 @@ use crate::util::poll;
 
 /// How long a reload may take before it is reported as stuck.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long nginx closes every connection after its answer before a reload: long enough for
+/// every client that is sending requests to have had an answer that told it so.
+pub const DRAIN: Duration = Duration::from_secs(1);
 
 /// Where nginx lives when it is not on PATH: cron's and sudo's PATH often lack the sbin directories.
 const SBIN_DIRS: &[&str] = &[
@@ -160,7 +163,12 @@ fn accepting(title: &str) -> bool {
 /// and waits until every worker that ran the old configuration has stopped accepting
 /// connections: from then on every new connection is served by the new configuration. False
 /// when nginx does not run. Its configuration has already passed `nginx -t`.
-pub fn reload(service: &Path, log: &Path) -> Result<bool> {
+///
+/// A reload ends the old workers' kept-alive connections, and a client that sends a request on
+/// one at that moment sees it closed unanswered. So first the file `draining` makes nginx end
+/// each connection after its answer, for [`DRAIN`]: clients that are sending requests move to
+/// new connections, which the new workers serve.
+pub fn reload(service: &Path, log: &Path, draining: &Path) -> Result<bool> {
     use crate::supervise::status::{probe, Probe};
     if probe(service) != Probe::Supervised {
         return Ok(false);
@@ -174,13 +182,18 @@ pub fn reload(service: &Path, log: &Path) -> Result<bool> {
         .filter(|(_, t)| accepting(t))
         .map(|(p, _)| p)
         .collect();
-    control::send(service, control::HUP).context("telling nginx to reload")?;
-    let took = poll::holds(RELOAD_TIMEOUT, Duration::from_millis(5), || {
-        let now = procfs::children(master);
-        let old_accepting = now.iter().any(|(p, t)| old.contains(p) && accepting(t));
-        let new_accepting = now.iter().any(|(p, t)| !old.contains(p) && accepting(t));
-        !old_accepting && new_accepting
-    });
+    fsx::write_atomic(draining, b"", 0o644)?;
+    std::thread::sleep(DRAIN);
+    let sent = control::send(service, control::HUP).context("telling nginx to reload");
+    let took = sent.is_ok()
+        && poll::holds(RELOAD_TIMEOUT, Duration::from_millis(5), || {
+            let now = procfs::children(master);
+            let old_accepting = now.iter().any(|(p, t)| old.contains(p) && accepting(t));
+            let new_accepting = now.iter().any(|(p, t)| !old.contains(p) && accepting(t));
+            !old_accepting && new_accepting
+        });
+    fsx::remove_if_present(draining)?;
+    sent?;
     if !took {
         bail!(
             "nginx (pid {master}) did not take its new configuration within {} s; see {}",

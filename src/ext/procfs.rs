@@ -55,15 +55,30 @@ pub fn pids() -> Vec<u32> {
         .collect()
 }
 
-/// A process's command line, arguments joined by spaces ("" for a kernel thread or a zombie).
-pub fn cmdline(pid: u32) -> Option<String> {
+/// A process's arguments, as it was started (none for a kernel thread or a zombie).
+pub fn argv(pid: u32) -> Option<Vec<String>> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     Some(
-        String::from_utf8_lossy(&raw)
-            .replace('\0', " ")
-            .trim_end()
-            .to_string(),
+        raw.split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
     )
+}
+
+/// One variable of a process's environment as it was started (readable by its own user and
+/// root).
+pub fn environ_var(pid: u32, name: &str) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    raw.split(|&b| b == 0).find_map(|kv| {
+        let kv = String::from_utf8_lossy(kv);
+        kv.strip_prefix(name)?.strip_prefix('=').map(str::to_string)
+    })
+}
+
+/// A process's command line, arguments joined by spaces ("" for a kernel thread or a zombie).
+pub fn cmdline(pid: u32) -> Option<String> {
+    argv(pid).map(|a| a.join(" "))
 }
 
 /// A process's short name (`comm`).
@@ -134,8 +149,8 @@ pub fn port_is_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
 }
 
-/// Socket inodes listening on `port`, from /proc/net/tcp and tcp6.
-fn listening_inodes(port: u16) -> Vec<u64> {
+/// Every listening TCP socket: (port, inode), from /proc/net/tcp and tcp6.
+fn listening_sockets() -> Vec<(u16, u64)> {
     let mut out = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = fs::read_to_string(table) else {
@@ -147,18 +162,29 @@ fn listening_inodes(port: u16) -> Vec<u64> {
             if f.len() < 10 || f[3] != "0A" {
                 continue;
             }
-            let p = f[1]
+            let port = f[1]
                 .rsplit(':')
                 .next()
                 .and_then(|h| u16::from_str_radix(h, 16).ok());
-            if p == Some(port) {
-                if let Ok(inode) = f[9].parse() {
-                    out.push(inode);
-                }
+            if let (Some(port), Ok(inode)) = (port, f[9].parse()) {
+                out.push((port, inode));
             }
         }
     }
     out
+}
+
+/// The TCP ports some process listens on now.
+pub fn listening_ports() -> std::collections::BTreeSet<u16> {
+    listening_sockets().into_iter().map(|(p, _)| p).collect()
+}
+
+fn listening_inodes(port: u16) -> Vec<u64> {
+    listening_sockets()
+        .into_iter()
+        .filter(|(p, _)| *p == port)
+        .map(|(_, i)| i)
+        .collect()
 }
 
 /// The processes holding a listening socket on `port`, as far as /proc lets us see.
@@ -223,6 +249,9 @@ mod tests {
         assert!(group_has_live_members(own));
         assert!(!group_has_live_members(i32::MAX));
         assert!(pids().contains(&me));
+        std::env::var("PATH")
+            .ok()
+            .map(|path| assert_eq!(environ_var(me, "PATH"), Some(path)));
     }
 
     #[test]
@@ -232,6 +261,7 @@ mod tests {
         let h = listeners(port);
         assert!(h.iter().any(|h| h.pid == std::process::id()), "{h:?}");
         assert!(!port_is_free(port));
+        assert!(listening_ports().contains(&port));
         drop(l);
         assert!(listeners(port).is_empty());
     }

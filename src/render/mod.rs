@@ -14,7 +14,7 @@ pub use quote::sh_quote;
 
 use crate::ext::nginx;
 use crate::layout::Layout;
-use crate::plan::{Plan, NGINX};
+use crate::plan::{Plan, Slot, NGINX};
 
 /// The cookie nginx routes by: its value names the instance a browser is sent to.
 pub const ROUTING_COOKIE: &str = "approuter_alt";
@@ -43,7 +43,6 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("log-run", include_str!("../../skel/log-run")),
     ("nginx-run", include_str!("../../skel/nginx-run")),
     ("nginx.conf", include_str!("../../skel/nginx.conf")),
-    ("active.conf", include_str!("../../skel/active.conf")),
     ("crontab", include_str!("../../skel/crontab")),
 ];
 
@@ -73,6 +72,14 @@ struct Route<'a> {
     port: u16,
 }
 
+/// A production instance as nginx sees it: its port, and the other instance's as its backup.
+#[derive(Serialize)]
+struct Production<'a> {
+    name: &'a str,
+    port: u16,
+    backup_port: u16,
+}
+
 fn path_str(p: &Path) -> Result<String> {
     p.to_str()
         .map(str::to_string)
@@ -100,7 +107,9 @@ pub fn render(plan: &Plan, layout: &Layout, host: &Host) -> Result<Vec<OutFile>>
             layout.service_file(&inst.name, crate::supervise::servicedir::RUN),
             "instance-run",
             minijinja::context! {
+                exe => exe.as_str(),
                 name => inst.name.as_str(),
+                role => inst.role.word(),
                 port => inst.port,
                 checkout => path_str(&layout.checkout(inst))?,
             },
@@ -121,7 +130,10 @@ pub fn render(plan: &Plan, layout: &Layout, host: &Host) -> Result<Vec<OutFile>>
     add(
         layout.service_file(NGINX, crate::supervise::servicedir::RUN),
         "nginx-run",
-        minijinja::context! { nginx_args => Serde(nginx_args) },
+        minijinja::context! {
+            nginx_args => Serde(nginx_args),
+            prefix => path_str(&layout.nginx_dir())?,
+        },
         0o755,
         Owner::Service(NGINX.to_string()),
     )?;
@@ -141,12 +153,12 @@ pub fn render(plan: &Plan, layout: &Layout, host: &Host) -> Result<Vec<OutFile>>
     Ok(out)
 }
 
-/// The nginx configuration files and their template contexts: `nginx.conf` and `active.conf`.
-fn nginx_files(
+fn render_nginx_with(
+    env: &Environment,
     plan: &Plan,
     layout: &Layout,
     host: &Host,
-) -> [(&'static str, PathBuf, minijinja::Value); 2] {
+) -> Result<Vec<OutFile>> {
     let routes: Vec<Route> = plan
         .instances
         .iter()
@@ -155,59 +167,46 @@ fn nginx_files(
             port: i.port,
         })
         .collect();
+    let production: Vec<Production> = Slot::BOTH
+        .iter()
+        .map(|&s| Production {
+            name: s.name(),
+            port: plan.prod(s).port,
+            backup_port: plan.prod(s.other()).port,
+        })
+        .collect();
+    let alternates: Vec<Route> = plan
+        .alternates()
+        .map(|(i, _)| Route {
+            name: &i.name,
+            port: i.port,
+        })
+        .collect();
     let longest = routes.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    // Keys are up to "/remove_alt_cookie_<name>.html"; nginx wants the bucket to hold the
-    // longest key, and the table to be comfortably larger than the key count.
+    // Keys are up to "/remove_alt_cookie_<name>.html" (or two addresses); nginx wants the bucket
+    // to hold the longest key, and the table to be comfortably larger than the key count.
     let map_bucket_size = (longest + 32).next_power_of_two().max(64);
     let map_max_size = (routes.len() * 4).next_power_of_two().max(2048);
-    let active = plan.prod(plan.active);
     let s = &plan.settings;
-    [
-        (
-            "nginx.conf",
-            layout.nginx_conf(),
-            minijinja::context! {
-                worker_user => host.worker_user.clone(),
-                worker_shutdown_timeout => s.worker_shutdown_timeout_secs,
-                access_log => s.access_log,
-                map_bucket_size => map_bucket_size,
-                map_max_size => map_max_size,
-                routes => Serde(&routes),
-                cookie => ROUTING_COOKIE,
-                listen_port => s.listen_port,
-                server_name => s.server_name.as_str(),
-            },
-        ),
-        (
-            "active.conf",
-            layout.nginx_active_conf(),
-            minijinja::context! { active => Serde(Route { name: &active.name, port: active.port }) },
-        ),
-    ]
-}
-
-/// Only the nginx configuration (`nginx.conf`, `active.conf`), for a switch.
-pub fn render_nginx(plan: &Plan, layout: &Layout, host: &Host) -> Result<Vec<OutFile>> {
-    render_nginx_with(&environment(), plan, layout, host)
-}
-
-fn render_nginx_with(
-    env: &Environment,
-    plan: &Plan,
-    layout: &Layout,
-    host: &Host,
-) -> Result<Vec<OutFile>> {
-    nginx_files(plan, layout, host)
-        .into_iter()
-        .map(|(name, path, ctx)| {
-            Ok(OutFile {
-                path,
-                bytes: render_template(env, name, ctx)?,
-                mode: 0o644,
-                owner: Owner::Nginx,
-            })
-        })
-        .collect()
+    let ctx = minijinja::context! {
+        worker_user => host.worker_user.clone(),
+        worker_shutdown_timeout => s.worker_shutdown_timeout_secs,
+        access_log => s.access_log,
+        map_bucket_size => map_bucket_size,
+        map_max_size => map_max_size,
+        routes => Serde(&routes),
+        production => Serde(&production),
+        alternates => Serde(&alternates),
+        cookie => ROUTING_COOKIE,
+        listen_port => s.listen_port,
+        server_name => s.server_name.as_str(),
+    };
+    Ok(vec![OutFile {
+        path: layout.nginx_conf(),
+        bytes: render_template(env, "nginx.conf", ctx)?,
+        mode: 0o644,
+        owner: Owner::Nginx,
+    }])
 }
 
 fn render_template(env: &Environment, name: &str, ctx: minijinja::Value) -> Result<Vec<u8>> {
@@ -216,4 +215,57 @@ fn render_template(env: &Environment, name: &str, ctx: minijinja::Value) -> Resu
         .and_then(|t| t.render(ctx))
         .with_context(|| format!("rendering skel/{name}"))?;
     Ok(text.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Alternate, Config, Settings};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn every_template_renders_for_a_plan() {
+        let config = Config {
+            repo: "/srv/app".into(),
+            alternates: vec![Alternate {
+                branch: "feature/x".into(),
+                name: "feature-x".into(),
+            }],
+            prod_branch: None,
+            settings: Settings::default(),
+        };
+        let plan = Plan::new(&config, &BTreeMap::new(), Slot::Instance1, &BTreeSet::new()).unwrap();
+        let host = Host {
+            exe: "/usr/bin/approuter".into(),
+            nginx_cmd: vec!["/usr/sbin/nginx".into()],
+            worker_user: None,
+        };
+        let layout = Layout::new("/srv/ar");
+        let files = render(&plan, &layout, &host).unwrap();
+        let conf = files
+            .iter()
+            .find(|f| f.path == layout.nginx_conf())
+            .map(|f| String::from_utf8_lossy(&f.bytes).into_owned())
+            .unwrap();
+        for want in [
+            "upstream approuter_instance1 {",
+            "server 127.0.0.1:9051 max_fails=0;",
+            "server 127.0.0.1:9052 backup;",
+            "upstream approuter_alt_feature-x {",
+            "\"feature-x\" approuter_alt_feature-x;",
+            "\"127.0.0.1:9052, 127.0.0.1:9051\" \"instance1\";",
+            "if (-f active/instance2) {",
+        ] {
+            assert!(conf.contains(want), "{want} missing in:\n{conf}");
+        }
+        let nginx_run = files
+            .iter()
+            .find(|f| f.path == layout.service_file(NGINX, "run"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&nginx_run.bytes);
+        assert!(
+            text.contains("cd '/srv/ar/managed/var/nginx' || exit 111"),
+            "{text}"
+        );
+    }
 }

@@ -1,9 +1,9 @@
-//! Lock files that name their holder: an `flock` held for a process's life, with its pid written inside (svscan's scan lock, sync's lock).
+//! Lock files that name their holder: an `flock` held for a process's life, its pid written inside, and the holder found from the kernel's own table (/proc/locks) when the file does not say.
 
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// A lock this process holds; released when dropped (or when the process ends, however).
@@ -16,15 +16,16 @@ pub struct PidLock {
 #[derive(Debug)]
 pub enum Acquired {
     Mine(PidLock),
-    /// Another process holds it; the pid it wrote, when it wrote one.
+    /// Another process holds it: its pid, as the kernel knows it (or as the file says).
     Busy {
         pid: Option<u32>,
     },
 }
 
-/// Takes the lock at `path` (created with `mode` if missing) and writes our pid in it. With
-/// `wait`, blocks until the holder lets go; otherwise a held lock is `Busy` at once.
-pub fn acquire(path: &Path, wait: bool, mode: u32) -> Result<Acquired> {
+/// Takes the lock at `path` (created with `mode` if missing), writing our pid in it when
+/// `record_pid` (for people who `cat` it: approuter itself asks the kernel). With `wait`, blocks
+/// until the holder lets go; otherwise a held lock is `Busy` at once.
+pub fn acquire(path: &Path, wait: bool, mode: u32, record_pid: bool) -> Result<Acquired> {
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -42,12 +43,15 @@ pub fn acquire(path: &Path, wait: bool, mode: u32) -> Result<Acquired> {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             return Ok(Acquired::Busy {
-                pid: read_pid(&mut f),
+                pid: holder_of(&mut f),
             })
         }
         Err(TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("{}: cannot lock", path.display()))
         }
+    }
+    if !record_pid {
+        return Ok(Acquired::Mine(PidLock { _file: f }));
     }
     (|| {
         f.set_len(0)?;
@@ -62,16 +66,40 @@ pub fn acquire(path: &Path, wait: bool, mode: u32) -> Result<Acquired> {
 pub fn holder(path: &Path) -> Option<u32> {
     let mut f = File::open(path).ok()?;
     match f.try_lock() {
-        Err(TryLockError::WouldBlock) => read_pid(&mut f),
+        Err(TryLockError::WouldBlock) => holder_of(&mut f),
         _ => None,
     }
 }
 
-fn read_pid(f: &mut File) -> Option<u32> {
-    let mut s = String::new();
-    f.rewind().ok()?;
-    f.read_to_string(&mut s).ok()?;
-    s.trim().parse().ok()
+/// Who holds the flock on this file: the kernel's answer first (a process that locked the file
+/// without writing its pid, or wrote a false one, is still found), then what the file says.
+fn holder_of(f: &mut File) -> Option<u32> {
+    f.metadata()
+        .ok()
+        .and_then(|m| kernel_holder(m.dev(), m.ino()))
+        .or_else(|| {
+            let mut s = String::new();
+            f.rewind().ok()?;
+            f.read_to_string(&mut s).ok()?;
+            s.trim().parse().ok()
+        })
+}
+
+/// The pid /proc/locks gives for an FLOCK held (not waited for) on device `dev`, inode `ino`.
+fn kernel_holder(dev: u64, ino: u64) -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    let want = format!(
+        "{:02x}:{:02x}:{ino}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    text.lines().find_map(|l| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:131090 0 EOF"; waiters have "->" after the number.
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+            .then(|| f.get(4)?.parse().ok())
+            .flatten()
+    })
 }
 
 #[cfg(test)]
@@ -83,17 +111,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.lock");
         assert_eq!(holder(&path), None);
-        let Acquired::Mine(lock) = acquire(&path, false, 0o600).unwrap() else {
+        let Acquired::Mine(lock) = acquire(&path, false, 0o600, true).unwrap() else {
             panic!("free lock not taken");
         };
         // flock locks belong to the open file description: a second open in this process
         // contends like another process would.
-        match acquire(&path, false, 0o600).unwrap() {
+        match acquire(&path, false, 0o600, true).unwrap() {
             Acquired::Busy { pid } => assert_eq!(pid, Some(std::process::id())),
             Acquired::Mine(_) => panic!("taken twice"),
         }
         assert_eq!(holder(&path), Some(std::process::id()));
         drop(lock);
         assert_eq!(holder(&path), None);
+    }
+
+    #[test]
+    fn the_kernel_names_a_holder_that_wrote_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        std::fs::write(&path, "999999\n").unwrap();
+        let f = File::open(&path).unwrap();
+        f.lock().unwrap();
+        assert_eq!(holder(&path), Some(std::process::id()));
     }
 }

@@ -72,6 +72,12 @@ impl Tai64N {
     }
 }
 
+/// `2026-11-22 10:31:55 UTC`, for messages.
+pub fn utc_string(unix_secs: u64) -> String {
+    let (y, mo, d, h, mi, s) = utc_civil(unix_secs);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
+}
+
 /// A UTC calendar time: (year, month 1-12, day 1-31, hour, minute, second).
 pub fn utc_civil(unix_secs: u64) -> (i64, u32, u32, u32, u32, u32) {
     let days = (unix_secs / 86_400) as i64;

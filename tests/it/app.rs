@@ -1,5 +1,5 @@
 //! End-to-end fixtures: a real git repository holding the demo application, free ports, and
-//! a small HTTP/1.1 client that behaves like a browser on a reused connection.
+//! a small HTTP/1.1 keep-alive client that never retries a request, GET or POST.
 
 #![allow(dead_code)]
 
@@ -180,9 +180,9 @@ fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Resp>> 
     }))
 }
 
-/// A keep-alive client. Like browsers and curl, it sends a request again on a fresh connection
-/// when a reused one is closed before any byte of the answer arrives (RFC 9112 9.3.1): that is
-/// how nginx ends idle connections of old workers after a reload.
+/// A keep-alive client that never retries: a request sent on a reused connection that is closed
+/// before an answer is a failure, as it is for an API client and for any POST (browsers would
+/// send a GET again; nobody may send a POST again).
 pub struct Client {
     port: u16,
     conn: Option<BufReader<TcpStream>>,
@@ -193,54 +193,67 @@ impl Client {
         Client { port, conn: None }
     }
 
-    fn try_get(&mut self, path: &str, cookie: Option<&str>) -> std::io::Result<Option<Resp>> {
+    /// One request; `body` makes it a POST.
+    pub fn request(
+        &mut self,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<Resp, String> {
+        let reused = self.conn.is_some();
+        let result = self.try_request(path, cookie, body);
+        let closes = match &result {
+            Ok(Some(r)) => r
+                .header("connection")
+                .is_some_and(|c| c.eq_ignore_ascii_case("close")),
+            _ => true,
+        };
+        if closes {
+            self.conn = None;
+        }
+        let what = if reused { "a reused" } else { "a new" };
+        match result {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(format!("{what} connection closed before an answer")),
+            Err(e) => Err(format!("{what} connection: {e}")),
+        }
+    }
+
+    fn try_request(
+        &mut self,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> std::io::Result<Option<Resp>> {
         if self.conn.is_none() {
             let s = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))?;
             s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.set_nodelay(true)?;
             self.conn = Some(BufReader::new(s));
         }
         let conn = self.conn.as_mut().unwrap();
         let cookie = cookie
             .map(|c| format!("Cookie: {c}\r\n"))
             .unwrap_or_default();
-        conn.get_mut().write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{cookie}\r\n").as_bytes(),
-        )?;
-        let resp = read_response(conn)?;
-        if resp
-            .as_ref()
-            .and_then(|r| r.header("connection"))
-            .is_some_and(|c| c.eq_ignore_ascii_case("close"))
-        {
-            self.conn = None;
-        }
-        Ok(resp)
+        let mut req = match body {
+            Some(b) => format!(
+                "POST {path} HTTP/1.1\r\nHost: localhost\r\n{cookie}Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            )
+            .into_bytes(),
+            None => format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{cookie}\r\n").into_bytes(),
+        };
+        req.extend_from_slice(body.unwrap_or_default());
+        conn.get_mut().write_all(&req)?;
+        read_response(conn)
     }
 
     pub fn get(&mut self, path: &str, cookie: Option<&str>) -> Result<Resp, String> {
-        let reused = self.conn.is_some();
-        match self.try_get(path, cookie) {
-            Ok(Some(r)) => Ok(r),
-            Ok(None) | Err(_) if reused => {
-                self.conn = None;
-                match self.try_get(path, cookie) {
-                    Ok(Some(r)) => Ok(r),
-                    Ok(None) => Err("connection closed before an answer".into()),
-                    Err(e) => {
-                        self.conn = None;
-                        Err(e.to_string())
-                    }
-                }
-            }
-            Ok(None) => {
-                self.conn = None;
-                Err("connection closed before an answer".into())
-            }
-            Err(e) => {
-                self.conn = None;
-                Err(e.to_string())
-            }
-        }
+        self.request(path, cookie, None)
+    }
+
+    pub fn post(&mut self, path: &str, cookie: Option<&str>, body: &[u8]) -> Result<Resp, String> {
+        self.request(path, cookie, Some(body))
     }
 }
 
@@ -249,7 +262,8 @@ pub fn get(port: u16, path: &str, cookie: Option<&str>) -> Result<Resp, String> 
     Client::new(port).get(path, cookie)
 }
 
-/// Runs requests in a loop on `threads` keep-alive clients until stopped; counts failures.
+/// Runs requests in a loop on `threads` keep-alive clients that never retry, GETs and POSTs in
+/// turn, until stopped; counts failures.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Requests answered or failed so far, by every thread.
@@ -292,16 +306,27 @@ impl Load {
                     let mut c = Client::new(port);
                     let (mut ok, mut failures, mut seen) =
                         (0, Vec::new(), std::collections::BTreeSet::new());
+                    let mut n: u64 = 0;
                     while !stop.load(Ordering::Relaxed) {
-                        match c.get("/", None) {
+                        n += 1;
+                        let post = n.is_multiple_of(2);
+                        let (method, answer) = if post {
+                            (
+                                "POST",
+                                c.post("/form", None, format!("request {n}").as_bytes()),
+                            )
+                        } else {
+                            ("GET", c.get("/", None))
+                        };
+                        match answer {
                             Ok(r) if r.status == 200 => {
                                 ok += 1;
                                 if let Some(s) = r.header("x-served-by") {
                                     seen.insert(s.to_string());
                                 }
                             }
-                            Ok(r) => failures.push(format!("status {}", r.status)),
-                            Err(e) => failures.push(e),
+                            Ok(r) => failures.push(format!("{method}: status {}", r.status)),
+                            Err(e) => failures.push(format!("{method}: {e}")),
                         }
                         done.fetch_add(1, Ordering::Relaxed);
                     }

@@ -95,7 +95,9 @@ fn generate_writes_everything_and_real_tools_accept_it() {
         "{run}"
     );
     assert!(
-        run.contains("exec 2>&1") && run.contains("exec ./start 10052"),
+        run.contains("exec 2>&1")
+            && run.contains("instance-exec")
+            && run.contains("-- ./start 10052"),
         "{run}"
     );
     let log_run = fs::read_to_string(root.var("service/beta/log/run")).unwrap();

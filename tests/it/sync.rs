@@ -231,42 +231,124 @@ fn changed_prod_branch_goes_through_the_health_gated_switch() {
     assert!(out(&o).contains("warning"), "{}", out(&o));
 }
 
-#[test]
-fn two_syncs_at_once_and_an_unreachable_remote() {
-    let (root, repo, ports) = started(&[]);
-    // Another sync holds the lock: a second one leaves at once, --wait waits for it.
-    fs::create_dir_all(root.var("run")).unwrap();
-    let lock = fs::File::create(root.var("run/sync.lock")).unwrap();
-    lock.lock().unwrap();
-    let t = Instant::now();
-    let o = sync(&root, &[]);
-    assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stdout).contains("another sync is running"));
-    assert!(t.elapsed() < Duration::from_secs(3));
-    repo.commit("main", &[("VERSION", "2")], "v2");
-    let mut waiting = std::process::Command::new(approuter_exe())
+/// `approuter --root ROOT ARGS...` as a child process (with its output piped), for commands a
+/// test runs alongside others.
+fn spawn(root: &Root, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    std::process::Command::new(approuter_exe())
         .arg("--root")
         .arg(root.path())
-        .args(["sync", "--wait"])
+        .args(args)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    // The kernel lists a process blocked in flock in /proc/locks, after "->".
-    let pid = waiting.id().to_string();
-    wait_for(secs(10), "sync --wait to block on the lock", || {
+        .unwrap()
+}
+
+/// Waits until the kernel lists `pid` as blocked on an flock (in /proc/locks, after "->").
+fn blocked_on_a_lock(pid: u32) {
+    let pid = pid.to_string();
+    wait_for(secs(10), &format!("pid {pid} to block on the lock"), || {
         fs::read_to_string("/proc/locks").unwrap().lines().any(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             f.get(1) == Some(&"->") && f.get(2) == Some(&"FLOCK") && f.contains(&pid.as_str())
         })
     });
-    assert!(waiting.try_wait().unwrap().is_none(), "--wait waits");
+}
+
+/// Reads a child's stdout until a line contains `what`.
+fn read_until(child: &mut std::process::Child, what: &str) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(child.stdout.as_mut().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "ended before {what:?}"
+        );
+        if line.contains(what) {
+            return;
+        }
+    }
+}
+
+#[test]
+fn one_lock_for_every_state_change() {
+    let (root, repo, ports) = started(&[]);
+    // A sync stopped midway (at a failpoint) holds approuter's lock, as a slow one would.
+    let v2 = repo.commit("main", &[("VERSION", "2")], "v2");
+    let mut slow = spawn(&root, &["sync"], &[("APPROUTER_FAILPOINT", "after-fetch")]);
+    read_until(&mut slow, "failpoint after-fetch");
+
+    // Cron's next sync leaves it to finish, quietly and with status 0.
+    let t = Instant::now();
+    let o = sync(&root, &[]);
+    assert!(o.status.success(), "{}", out(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!(
+            "another sync is running (approuter sync (pid {}))",
+            slow.id()
+        )),
+        "{text}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3));
+
+    // switch --no-wait refuses, naming the sync; switch waits for it.
+    let o = root.cmd(&["--no-wait", "switch"]).output().unwrap();
+    let err = crate::util::one_line_error(&o);
+    assert!(
+        err.contains(&format!("approuter sync (pid {})", slow.id())),
+        "{err}"
+    );
+    let mut switch = spawn(&root, &["switch"], &[]);
+    blocked_on_a_lock(switch.id());
+    assert!(
+        switch.try_wait().unwrap().is_none(),
+        "switch waits for the sync"
+    );
+    let mut waiting = spawn(&root, &["sync", "--wait"], &[]);
+    blocked_on_a_lock(waiting.id());
+
+    // The slow sync is killed: the waiting commands go on, one at a time.
+    slow.kill().unwrap();
+    slow.wait().unwrap();
+    for child in [&mut switch, &mut waiting] {
+        let mut status = None;
+        wait_for(secs(60), "the waiting commands to finish", || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(status.unwrap().success());
+    }
+    // Both happened, whichever got the lock first: v2 is deployed on one instance, and production
+    // is where the last of them put it.
+    let served = page(ports.listen, None);
+    let which = which_prod(&root);
+    assert_eq!(served.1, which);
+    let long = out(&root.cmd(&["status", "-l"]).output().unwrap());
+    assert!(long.contains(&format!("commit {}", &v2[..7])), "{long}");
+
+    // Anything else holding the lock is named, and sync fails: cron's deploys must not stop
+    // silently.
+    let lock = fs::File::open(root.var("run/approuter.lock")).unwrap();
+    lock.lock().unwrap();
+    let o = sync(&root, &[]);
+    let err = crate::util::one_line_error(&o);
+    assert!(
+        err.contains(&format!("(pid {})", std::process::id()))
+            && err.contains("not an approuter command"),
+        "{err}"
+    );
     drop(lock);
-    let mut done = None;
-    wait_for(secs(60), "sync --wait to finish", || {
-        done = waiting.try_wait().unwrap();
-        done.is_some()
-    });
-    assert!(done.unwrap().success());
+}
+
+#[test]
+fn an_unreachable_remote_changes_nothing() {
+    let (root, repo, ports) = started(&[]);
+    repo.commit("main", &[("VERSION", "2")], "v2");
+    sync_ok(&root);
     assert_eq!(page(ports.listen, None).0, "2");
 
     // The remote goes away: a clear error, nothing touched, and it works again when it is back.

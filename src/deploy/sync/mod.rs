@@ -1,55 +1,44 @@
-//! `approuter sync`: one sync at a time; it looks at what is (facts), decides what to do (`decide`, pure), then does it (`apply`) and says so (`report`).
+//! `approuter sync`: one state change at a time; it looks at what is (facts), decides what to do (`decide`, pure), then does it (`apply`) and says so (`report`).
 
 mod apply;
 pub mod decide;
 mod report;
 
 use anyhow::Result;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::generate::list_services;
 use super::load_plan;
+use crate::cmd::instance_exec::COMMIT_VAR;
 use crate::config::Config;
-use crate::ext::git;
+use crate::ext::{git, http, procfs};
 use crate::layout::Layout;
-use crate::plan::Plan;
+use crate::plan::{Plan, Slot};
 use crate::state;
-use crate::supervise::client;
-use crate::util::file as fsx;
-use crate::util::pidlock::{self, Acquired};
-use decide::{Facts, Seen};
+use crate::supervise::{client, status};
+use decide::{Action, Facts, Note, Seen};
 use report::Report;
 
 pub struct Options {
-    /// Wait for a running sync to finish instead of leaving at once.
-    pub wait: bool,
     /// Say what would be done; change nothing.
     pub dry_run: bool,
     /// Also say what did not need doing.
     pub verbose: bool,
+    /// Deploy the production branch's head even if it was rolled back or failed before.
+    pub redeploy: bool,
 }
 
-/// Runs one sync. Ok(false) when something it set out to do failed.
+/// Runs one sync (the caller holds approuter's lock). Ok(false) when something it set out to
+/// do failed, or production does not answer.
 pub fn run(layout: &Layout, opts: &Options) -> Result<bool> {
     let mut r = Report::new(opts.verbose);
-    fsx::ensure_dir(&layout.run_dir())?;
-    let _lock = match pidlock::acquire(&layout.sync_lock(), opts.wait, 0o644)? {
-        Acquired::Mine(lock) => lock,
-        Acquired::Busy { pid } => {
-            r.say(&format!(
-                "another sync is running (pid {}); leaving it to finish",
-                pid.map_or_else(|| "unknown".to_string(), |p| p.to_string())
-            ));
-            return Ok(true);
-        }
-    };
     let (config, plan) = load_plan(layout)?;
-    let facts = gather(layout, &config, &plan)?;
+    let facts = gather(layout, &config, &plan, opts.redeploy)?;
     let actions = decide::decide(&facts, &plan);
     if opts.dry_run {
         for action in &actions {
             match action {
-                decide::Action::Say(decide::Note::Verbose(line)) => r.verbose(line),
+                Action::Say(Note::Verbose(line)) => r.verbose(line),
                 other => {
                     if let Some(line) = other.dry_run_line() {
                         r.say(&line);
@@ -59,15 +48,16 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<bool> {
         }
         return Ok(!actions
             .iter()
-            .any(|a| matches!(a, decide::Action::Say(decide::Note::Failure(_)))));
+            .any(|a| matches!(a, Action::Say(Note::Failure(_)))));
     }
     apply::apply(
         &mut apply::Ctx {
             layout,
             config: &config,
-            plan: &plan,
+            plan,
             url: &facts.url,
             r: &mut r,
+            skip: BTreeSet::new(),
         },
         actions,
     )?;
@@ -75,8 +65,9 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<bool> {
 }
 
 /// Looks at everything `decide` needs: the supervisor, the remote (only when approuter is meant
-/// to run here), every checkout, the service directories and the remembered state.
-fn gather(layout: &Layout, config: &Config, plan: &Plan) -> Result<Facts> {
+/// to run here), every checkout, the production instances' health, the service directories and
+/// the remembered state.
+fn gather(layout: &Layout, config: &Config, plan: &Plan, redeploy: bool) -> Result<Facts> {
     let url = git::resolve_url(layout.root(), &config.repo);
     let svscan_running = client::svscan_pid(&layout.service_dir()).is_some();
     let meant_to_run = state::meant_to_run(layout);
@@ -98,6 +89,20 @@ fn gather(layout: &Layout, config: &Config, plan: &Plan) -> Result<Facts> {
             (inst.name.clone(), seen)
         })
         .collect::<BTreeMap<_, _>>();
+    let healthy = |slot: Slot| {
+        http::get(
+            plan.prod(slot).port,
+            &plan.settings.health_path,
+            None,
+            http::REQUEST_TIMEOUT,
+        )
+        .is_ok_and(|a| a.status == 200)
+    };
+    let runs = |slot: Slot| {
+        let st = status::read(&layout.service(slot.name())).ok()?;
+        let commit = procfs::environ_var(st.pid, COMMIT_VAR).filter(|_| st.is_up())?;
+        git2::Oid::from_str(&commit).ok()
+    };
     Ok(Facts {
         url,
         svscan_running,
@@ -107,5 +112,9 @@ fn gather(layout: &Layout, config: &Config, plan: &Plan) -> Result<Facts> {
         services: list_services(&layout.service_dir())?,
         old_ports: state::load_ports(layout)?,
         failed_commit: state::load_failed(layout)?,
+        held: state::load_held(layout)?,
+        prod_healthy: Slot::BOTH.map(healthy),
+        prod_runs: Slot::BOTH.map(runs),
+        redeploy,
     })
 }

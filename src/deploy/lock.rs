@@ -1,0 +1,126 @@
+//! The one lock every command that changes state takes (start, stop, shutdown, switch, sync, deploy, generate), and what to do when another holds it.
+
+use anyhow::{bail, Result};
+
+use crate::ext::hooks::IN_HOOK;
+use crate::ext::procfs;
+use crate::layout::Layout;
+use crate::util::file as fsx;
+use crate::util::pidlock::{self, Acquired, PidLock};
+
+/// What a command does when another holds the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// Wait for it (saying so).
+    Wait,
+    /// Refuse at once, naming the holder.
+    Refuse,
+    /// sync from cron: leave quietly if the holder is another sync, else refuse.
+    LeaveToSync,
+}
+
+/// Who holds the lock, in words: `approuter sync (pid 123)`, or the command line of whatever
+/// else it is.
+fn describe(pid: Option<u32>) -> String {
+    let Some(pid) = pid else {
+        return "a process that cannot be seen".into();
+    };
+    match procfs::argv(pid) {
+        Some(argv) if !argv.is_empty() => match approuter_command(&argv) {
+            Some(cmd) => format!("approuter {cmd} (pid {pid})"),
+            None => format!("`{}` (pid {pid})", argv.join(" ")),
+        },
+        _ => format!("pid {pid}"),
+    }
+}
+
+/// The subcommand of an approuter command line (`/usr/bin/approuter --root /srv sync -v`).
+fn approuter_command(argv: &[String]) -> Option<String> {
+    let mut words = argv.iter();
+    let exe = words.next()?;
+    if !exe.rsplit('/').next()?.starts_with("approuter") {
+        return None;
+    }
+    let mut skip_value = false;
+    for w in words {
+        if skip_value {
+            skip_value = false;
+        } else if w == "--root" {
+            skip_value = true;
+        } else if !w.starts_with('-') {
+            return Some(w.clone());
+        }
+    }
+    None
+}
+
+/// Takes the lock for `command` (`sync`, `switch`...), or returns `None` when a sync found
+/// another sync running and leaves it to finish. An error names whoever holds the lock when
+/// the command may not wait for it.
+pub fn take(layout: &Layout, command: &str, busy: Busy) -> Result<Option<PidLock>> {
+    if std::env::var_os(IN_HOOK).is_some() {
+        bail!("`approuter {command}` cannot run from a hook: the sync that runs the hook holds approuter's lock until the hook is done");
+    }
+    fsx::ensure_dir(&layout.run_dir())?;
+    let path = layout.lock();
+    let pid = match pidlock::acquire(&path, false, 0o644, false)? {
+        Acquired::Mine(lock) => return Ok(Some(lock)),
+        Acquired::Busy { pid } => pid,
+    };
+    let who = describe(pid);
+    let is_sync = pid
+        .and_then(procfs::argv)
+        .and_then(|a| approuter_command(&a))
+        .is_some_and(|c| c == "sync" || c == "deploy");
+    match busy {
+        Busy::LeaveToSync if is_sync => {
+            println!("another sync is running ({who}); leaving it to finish");
+            Ok(None)
+        }
+        Busy::LeaveToSync | Busy::Refuse => bail!(
+            "{who} holds {}; {}",
+            path.display(),
+            if is_sync || who.starts_with("approuter") {
+                "try again when it is done, or without --no-wait to wait for it"
+            } else {
+                "it is not an approuter command: end it, or find out why it holds approuter's lock"
+            }
+        ),
+        Busy::Wait => {
+            eprintln!("approuter: waiting for {who} to finish");
+            match pidlock::acquire(&path, true, 0o644, false)? {
+                Acquired::Mine(lock) => Ok(Some(lock)),
+                Acquired::Busy { .. } => unreachable!("a blocking lock is taken or fails"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_from_command_lines() {
+        let table: [(&[&str], Option<&str>); 5] = [
+            (&["/usr/bin/approuter", "sync"], Some("sync")),
+            (
+                &["/x/release/approuter", "--root", "/srv/a b", "sync", "-v"],
+                Some("sync"),
+            ),
+            (
+                &["approuter", "--root", "/srv", "switch", "--force"],
+                Some("switch"),
+            ),
+            (
+                &["/usr/bin/flock", "/srv/run/approuter.lock", "sleep", "100"],
+                None,
+            ),
+            (&["/usr/bin/approuter"], None),
+        ];
+        for (argv, want) in table {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            assert_eq!(approuter_command(&argv).as_deref(), want, "{argv:?}");
+        }
+    }
+}
