@@ -177,7 +177,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Start { services } => {
-            let _lock = exclusive("start")?;
+            let _lock = exclusive(if services.is_empty() {
+                "start"
+            } else {
+                "start SERVICE"
+            })?;
             cmd::start::run(&layout, &services)
         }
         Cmd::Stop { services } => {

@@ -32,12 +32,12 @@ pub fn exclusive(layout: &Layout, command: &str, no_wait: bool) -> Result<PidLoc
     Ok(lock::take(layout, command, busy)?.expect("only sync leaves without the lock"))
 }
 
-/// What a command needs of the configuration before it takes the lock: `stop` and `shutdown`
-/// must work with a configuration broken since `start`; `demo` writes its own.
+/// What a command needs of the configuration before it takes the lock: controlling services
+/// (`start SERVICE`, `stop`, `shutdown`) must work with a configuration broken since `start`;
+/// `demo` writes its own.
 pub fn check_configuration(layout: &Layout, command: &str) -> Result<()> {
     match command {
-        "demo" => Ok(()),
-        "stop" | "shutdown" => Ok(()),
+        "demo" | "start SERVICE" | "stop" | "shutdown" => Ok(()),
         _ => crate::config::Config::load(layout).map(drop),
     }
 }

@@ -250,7 +250,7 @@ mod tests {
         for want in [
             "upstream approuter_instance1 {",
             "server 127.0.0.1:9051 max_fails=0;",
-            "server 127.0.0.1:9052 backup;",
+            "server 127.0.0.1:9052 max_fails=0 backup;",
             "upstream approuter_alt_feature-x {",
             "\"feature-x\" approuter_alt_feature-x;",
             "\"127.0.0.1:9052, 127.0.0.1:9051\" \"instance1\";",

@@ -271,12 +271,18 @@ pub struct Load {
     handles: Vec<std::thread::JoinHandle<Tally>>,
 }
 
-/// One load thread's count: requests answered 200, failures, instances seen.
-type Tally = (u64, Vec<String>, std::collections::BTreeSet<String>);
+/// One load thread's count: requests answered 200, failures (when, and what), instances seen.
+type Tally = (
+    u64,
+    Vec<(std::time::Instant, String)>,
+    std::collections::BTreeSet<String>,
+);
 
 pub struct LoadResult {
     pub ok: u64,
     pub failures: Vec<String>,
+    /// When each failure happened, in the order of `failures`.
+    pub failed_at: Vec<std::time::Instant>,
     pub served_by: std::collections::BTreeSet<String>,
 }
 
@@ -325,8 +331,13 @@ impl Load {
                                     seen.insert(s.to_string());
                                 }
                             }
-                            Ok(r) => failures.push(format!("{method}: status {}", r.status)),
-                            Err(e) => failures.push(format!("{method}: {e}")),
+                            Ok(r) => failures.push((
+                                std::time::Instant::now(),
+                                format!("{method}: status {}", r.status),
+                            )),
+                            Err(e) => {
+                                failures.push((std::time::Instant::now(), format!("{method}: {e}")))
+                            }
                         }
                         done.fetch_add(1, Ordering::Relaxed);
                     }
@@ -358,12 +369,16 @@ impl Load {
         let mut res = LoadResult {
             ok: 0,
             failures: Vec::new(),
+            failed_at: Vec::new(),
             served_by: Default::default(),
         };
         for h in std::mem::take(&mut self.handles) {
             let (ok, f, s) = h.join().unwrap();
             res.ok += ok;
-            res.failures.extend(f);
+            for (at, what) in f {
+                res.failed_at.push(at);
+                res.failures.push(what);
+            }
             res.served_by.extend(s);
         }
         res

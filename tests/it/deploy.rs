@@ -1,0 +1,406 @@
+//! Production's promises under load, with a client that never retries: the active instance killed, a rollback that holds, a failed deploy that keeps the rollback target, ports that move, alternates that come and go.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use crate::app::{self, configure, free_ports, get, out, started, AppRepo, Load};
+use crate::util::{secs, wait_for, Root, Signal};
+
+fn sync(root: &Root, args: &[&str]) -> std::process::Output {
+    let mut a = vec!["sync"];
+    a.extend_from_slice(args);
+    root.cmd(&a)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap()
+}
+
+fn sync_ok(root: &Root, args: &[&str]) -> String {
+    let o = sync(root, args);
+    assert!(o.status.success(), "sync failed: {}", out(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The version production serves, and which instance served it.
+fn page(port: u16) -> (String, String) {
+    let r = get(port, "/", None).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    (
+        r.header("x-app-version").unwrap_or("").to_string(),
+        r.header("x-served-by").unwrap_or("").to_string(),
+    )
+}
+
+fn cmd_ok(root: &Root, args: &[&str]) -> String {
+    let o = root
+        .cmd(args)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", out(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The pid of a service's main process, from `supervise/pid`.
+fn pid(root: &Root, svc: &str) -> Option<u32> {
+    fs::read_to_string(root.var(&format!("service/{svc}/supervise/pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// kill -9 of the active instance under load: while it restarts, nginx sends its requests to
+/// the other instance (a refused connection is safe to retry, POSTs included), so nothing fails
+/// but what the killed process was itself answering at that instant. Of those, nginx sends a GET
+/// again; a POST it may not (the instance may have acted on it), so at most one POST per client
+/// fails, right at the kill.
+#[test]
+fn kill_9_of_the_active_instance_under_load_fails_no_request() {
+    let (root, _repo, ports) = started(&[]);
+    let clients = 4;
+    let load = Load::start(ports.listen, clients);
+    let mut kills = Vec::new();
+    for _ in 0..3 {
+        load.more(200);
+        let old = pid(&root, "instance1").unwrap();
+        kills.push(Instant::now());
+        crate::util::signal(old, Signal::SIGKILL);
+        wait_for(secs(20), "instance1 to run again and answer", || {
+            pid(&root, "instance1").is_some_and(|p| p != old)
+                && get(ports.prod[0], "/diagnostic", None).is_ok_and(|r| r.status == 200)
+        });
+        // Requests keep coming while it restarts: the backup serves them.
+    }
+    load.more(200);
+    let res = load.finish();
+    let at_a_kill = |t: &Instant| {
+        kills
+            .iter()
+            .any(|k| *t >= *k && t.duration_since(*k) < Duration::from_millis(200))
+    };
+    for (what, when) in res.failures.iter().zip(&res.failed_at) {
+        assert!(
+            what.starts_with("POST: status 502") && at_a_kill(when),
+            "a failure that was not a POST in flight at a kill: {what}; all: {:?}",
+            res.failures
+        );
+    }
+    eprintln!(
+        "{} kills under load: {} of {} requests failed, each a POST the killed instance was answering",
+        kills.len(),
+        res.failures.len(),
+        res.ok + res.failures.len() as u64
+    );
+    assert!(
+        res.failures.len() <= clients * kills.len(),
+        "{} failures: {:?}",
+        res.failures.len(),
+        res.failures
+    );
+    assert!(
+        res.served_by.contains("instance1") && res.served_by.contains("instance2"),
+        "the other instance served while instance1 restarted: {:?}",
+        res.served_by
+    );
+}
+
+#[test]
+fn a_rollback_holds_until_a_newer_commit_or_a_deploy() {
+    let (root, repo, ports) = started(&[]);
+    let v2 = repo.commit("main", &[("VERSION", "2")], "v2");
+    sync_ok(&root, &[]);
+    assert_eq!(page(ports.listen), ("2".into(), "instance2".into()));
+
+    // Rolled back: v2 is held, and sync leaves it so (instance2 is not touched either).
+    let text = cmd_ok(&root, &["switch"]);
+    assert!(
+        text.contains(&format!("rolled back from {}", &v2[..7])),
+        "{text}"
+    );
+    let instance2 = pid(&root, "instance2");
+    assert_eq!(sync_ok(&root, &[]), "", "a held rollback is not news");
+    let text = sync_ok(&root, &["-v"]);
+    assert!(
+        text.contains("production: held at")
+            && text.contains(&format!("{} was rolled back at", &v2[..7])),
+        "{text}"
+    );
+    assert_eq!(page(ports.listen), ("1".into(), "instance1".into()));
+    assert_eq!(pid(&root, "instance2"), instance2, "nothing restarted");
+    let long = cmd_ok(&root, &["status", "-l", "instance2"]);
+    assert!(long.contains("rolled back at"), "{long}");
+
+    // Switching forward again releases the hold; back again holds it again.
+    let text = cmd_ok(&root, &["switch"]);
+    assert!(text.contains("is live again"), "{text}");
+    assert_eq!(page(ports.listen), ("2".into(), "instance2".into()));
+    cmd_ok(&root, &["switch"]);
+    assert_eq!(page(ports.listen).0, "1");
+
+    // `approuter deploy` sends the held commit now: instance2 already runs it, so production
+    // switches to it without a restart.
+    let text = cmd_ok(&root, &["deploy"]);
+    assert!(
+        text.contains("already ran it and is healthy; switched, nothing restarted"),
+        "{text}"
+    );
+    assert_eq!(page(ports.listen), ("2".into(), "instance2".into()));
+    assert_eq!(pid(&root, "instance2"), instance2);
+
+    // Held again, then a newer commit deploys as usual and ends the hold.
+    cmd_ok(&root, &["switch"]);
+    let v3 = repo.commit("main", &[("VERSION", "3")], "v3");
+    let text = sync_ok(&root, &[]);
+    assert!(
+        text.contains(&format!("-> {} on instance2", &v3[..7])),
+        "{text}"
+    );
+    assert_eq!(page(ports.listen), ("3".into(), "instance2".into()));
+    assert!(!root.var("state/rolled-back").exists());
+}
+
+#[test]
+fn a_failed_deploy_keeps_the_rollback_target() {
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    let ports = configure(&root, &repo.url(), &[], 5);
+    cmd_ok(&root, &["start"]);
+
+    // A start script that exits at once is reported at once, with its exit and its log.
+    let crash = repo.commit(
+        "main",
+        &[(
+            "start",
+            "#!/bin/sh\necho cannot find my database >&2\nexit 3",
+        )],
+        "crash",
+    );
+    let t = Instant::now();
+    let o = sync(&root, &[]);
+    assert!(!o.status.success());
+    let text = out(&o);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "waited {:?} for a process that had exited",
+        t.elapsed()
+    );
+    assert!(
+        text.contains(&format!(
+            "commit {} of main is not healthy on instance2",
+            &crash[..7]
+        )) && text.contains("its process ended (exit 3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cannot find my database"),
+        "the log's last lines: {text}"
+    );
+    // instance2 went back to what it ran: the rollback target is healthy, check is green.
+    assert!(
+        text.contains("instance2 is back on")
+            && text.contains("`approuter switch` still rolls back to it"),
+        "{text}"
+    );
+    assert_eq!(page(ports.listen), ("1".into(), "instance1".into()));
+    cmd_ok(&root, &["check"]);
+    cmd_ok(&root, &["switch"]);
+    assert_eq!(page(ports.listen), ("1".into(), "instance2".into()));
+
+    // One that never turns healthy waits health_timeout_secs, and is undone the same way.
+    let sick = repo.commit(
+        "main",
+        &[
+            ("start", "#!/bin/sh\nexec python3 server.py \"$1\""),
+            ("HEALTH", "500"),
+        ],
+        "sick",
+    );
+    let o = sync(&root, &[]);
+    assert!(!o.status.success());
+    let text = out(&o);
+    assert!(
+        text.contains(&format!(
+            "commit {} of main is not healthy on instance1 after 5s (/diagnostic answered 500)",
+            &sick[..7]
+        )),
+        "{text}"
+    );
+    assert!(text.contains("instance1 is back on"), "{text}");
+    cmd_ok(&root, &["check"]);
+    assert_eq!(page(ports.listen), ("1".into(), "instance2".into()));
+    // Not retried by sync; `approuter deploy` tries it again.
+    let o = sync(&root, &[]);
+    assert!(
+        out(&o).contains("failed its health check earlier"),
+        "{}",
+        out(&o)
+    );
+    let o = root
+        .cmd(&["deploy"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("is not healthy on instance1"),
+        "{}",
+        out(&o)
+    );
+}
+
+#[test]
+fn production_ports_move_under_load_and_no_request_fails() {
+    let (root, _repo, ports) = started(&["beta"]);
+    let new = free_ports(2);
+    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
+    root.write_etc(
+        "approuter.toml",
+        &toml.replace(
+            &format!("prod_ports = [{}, {}]", ports.prod[0], ports.prod[1]),
+            &format!("prod_ports = [{}, {}]", new, new + 1),
+        ),
+    );
+    let text = sync_ok(&root, &["--dry-run"]);
+    assert!(
+        text.contains(&format!(
+            "would move instance2 from port {} to {}",
+            ports.prod[1],
+            new + 1
+        )) && text.contains(&format!(
+            "would move instance1 from port {} to {new} (production served by instance2 meanwhile)",
+            ports.prod[0]
+        )),
+        "{text}"
+    );
+    let load = Load::start(ports.listen, 4);
+    load.more(100);
+    let text = sync_ok(&root, &[]);
+    assert!(
+        text.contains(&format!(
+            "instance2 moved from port {} to {}",
+            ports.prod[1],
+            new + 1
+        )) && text.contains(&format!(
+            "instance1 moved from port {} to {new}",
+            ports.prod[0]
+        )),
+        "{text}"
+    );
+    load.more(200);
+    let res = load.finish();
+    res.assert_none_failed();
+    assert_eq!(
+        page(ports.listen).1,
+        "instance1",
+        "production went back to instance1"
+    );
+    cmd_ok(&root, &["check"]);
+    let long = cmd_ok(&root, &["status", "-l"]);
+    assert!(
+        long.contains(&format!("port {new}  role active production"))
+            && long.contains(&format!("port {}  role inactive production", new + 1)),
+        "{long}"
+    );
+    for p in ports.prod {
+        assert!(
+            get(p, "/diagnostic", None).is_err(),
+            "old port {p} still answers"
+        );
+    }
+    // And a restart keeps them.
+    assert_eq!(sync_ok(&root, &[]), "");
+}
+
+#[test]
+fn alternates_come_and_go_under_load_without_failing_a_request() {
+    let (root, repo, ports) = started(&["beta"]);
+    for b in ["gamma", "delta"] {
+        app::git(&repo.dir, &["branch", b, "main"]);
+        repo.commit(b, &[("BRANCH", b)], b);
+    }
+    let load = Load::start(ports.listen, 4);
+    load.more(100);
+
+    // A branch that does not exist gets nothing: no checkout, no service, no route.
+    root.write_etc("alternates.conf", "beta\nnosuch\n");
+    let o = sync(&root, &[]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("alternate nosuch: branch `nosuch` does not exist"),
+        "{}",
+        out(&o)
+    );
+    assert!(!root.var("service/nosuch").exists());
+    assert!(!root.managed().join("alternates/nosuch").exists());
+    assert_eq!(
+        get(ports.listen, "/set_alt_cookie_nosuch.html", None)
+            .unwrap()
+            .status,
+        404
+    );
+
+    // The next port is held by another program: gamma gets another one.
+    let beta_port = ports.alt_base;
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", beta_port + 1)).unwrap();
+    root.write_etc("alternates.conf", "beta\ngamma\n");
+    let text = sync_ok(&root, &[]);
+    assert!(text.contains("alternate gamma added"), "{text}");
+    let gamma = |root: &Root| -> u16 {
+        let ports = fs::read_to_string(root.var("state/ports")).unwrap();
+        ports
+            .lines()
+            .find_map(|l| l.strip_prefix("gamma "))
+            .map(|p| p.trim().parse().unwrap())
+            .unwrap()
+    };
+    let gamma_port = gamma(&root);
+    assert_ne!(gamma_port, beta_port + 1, "a port in use was given out");
+    drop(squatter);
+
+    // gamma goes and delta comes in the same sync: delta does not get gamma's port.
+    root.write_etc("alternates.conf", "beta\ndelta\n");
+    let text = sync_ok(&root, &[]);
+    assert!(
+        text.contains("alternate gamma removed") && text.contains("alternate delta added"),
+        "{text}"
+    );
+    let delta_port: u16 = fs::read_to_string(root.var("state/ports"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("delta "))
+        .map(|p| p.trim().parse().unwrap())
+        .unwrap();
+    assert_ne!(delta_port, gamma_port);
+
+    // beta removed, then added again: it comes back healthy.
+    root.write_etc("alternates.conf", "delta\n");
+    sync_ok(&root, &[]);
+    root.write_etc("alternates.conf", "delta\nbeta\n");
+    let text = sync_ok(&root, &[]);
+    assert!(
+        text.contains("alternate beta added") && text.contains("healthy after"),
+        "{text}"
+    );
+    let r = get(ports.listen, "/", Some("approuter_alt=beta")).unwrap();
+    assert_eq!(r.header("x-served-by"), Some("beta"));
+
+    load.more(100);
+    load.finish().assert_none_failed();
+}
+
+#[test]
+fn sync_fails_while_production_does_not_answer() {
+    let (root, _repo, _ports) = started(&[]);
+    cmd_ok(&root, &["stop", "nginx"]);
+    let o = sync(&root, &[]);
+    assert!(
+        !o.status.success(),
+        "never a success while production is down"
+    );
+    assert!(
+        out(&o).contains("production does not answer through nginx"),
+        "{}",
+        out(&o)
+    );
+}
