@@ -2,7 +2,7 @@
 """Production updates under load: 50 `approuter sync` deploys while wrk hammers nginx.
 
 Prints: failed requests (wrk's non-2xx answers, wrk's socket errors, and non-2xx answers in
-nginx's own access log), requests per second during the updates against the same without
+nginx's own access log; wrk never sends a request again, so the goal is zero), requests per second during the updates against the same without
 updates, and the time from `sync` start to the new version serving, minus the application's own
 start-up time (the overhead approuter adds to a deploy).
 
@@ -148,6 +148,10 @@ def main():
     print(f"{'sync to new version, median':38} | {p50 * 1000:>9.0f} ms")
     print(f"{'sync to new version, worst':38} | {max(times) * 1000:>9.0f} ms")
     print(f"{'overhead (median - app start-up)':38} | {(p50 - startup) * 1000:>9.0f} ms")
+    failed = during[3] + during[4] + len(bad)
+    print()
+    print(f"goal: zero failed requests (wrk's non-2xx and socket errors, nginx's non-2xx) over {len(times)} updates:",
+          "PASS" if failed == 0 else f"MISS ({failed})")
 
 
 if __name__ == "__main__":

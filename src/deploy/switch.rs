@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::load_plan;
 use crate::ext::git;
 use crate::ext::hooks::{self, Event};
-use crate::ext::http;
+use crate::ext::{http, nginx};
 use crate::layout::Layout;
 use crate::plan::{Plan, Slot};
 use crate::state::{self, Held};
@@ -94,12 +94,14 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Points production at `to`: the `active` symlink is renamed into place, and nginx follows it
-/// from its next request (no reload). When `to` is healthy, waits until nginx is seen serving
-/// from it. Returns what the `switched` hook said.
+/// Points production at `to`: the `active` symlink is renamed into place, and every nginx worker
+/// follows it within a second (no reload). Waits that second out and, when `to` is healthy,
+/// until nginx is seen serving from it. Returns what the `switched` hook said.
 pub fn switch_to(layout: &Layout, plan: &Plan, to: Slot, verify: bool) -> Result<Vec<String>> {
     let from = plan.active;
     state::save_active(layout, to)?;
+    // Every nginx worker takes the new link within this time (it caches the file tests).
+    std::thread::sleep(nginx::FILE_TESTS_CACHED + Duration::from_millis(100));
     if verify {
         let port = plan.settings.listen_port;
         let mut served = None;

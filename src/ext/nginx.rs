@@ -13,9 +13,14 @@ use crate::util::poll;
 
 /// How long a reload may take before it is reported as stuck.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long nginx closes every connection after its answer before a reload: long enough for
-/// every client that is sending requests to have had an answer that told it so.
-pub const DRAIN: Duration = Duration::from_secs(1);
+/// How long nginx may go on using what it last saw of the files it tests per request
+/// (`open_file_cache_valid` in skel/nginx.conf): a switch or a drain reaches every worker
+/// within this time.
+pub const FILE_TESTS_CACHED: Duration = Duration::from_secs(1);
+/// How long nginx closes every connection after its answer before a reload: every worker has
+/// seen the drain, and then every client that is sending requests has had an answer that told
+/// it so.
+pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// Where nginx lives when it is not on PATH: cron's and sudo's PATH often lack the sbin directories.
 const SBIN_DIRS: &[&str] = &[

@@ -72,6 +72,21 @@ struct Route<'a> {
     port: u16,
 }
 
+/// An alternate as nginx sees it: its name, port, and the name of its upstream.
+#[derive(Serialize)]
+struct AlternateRoute<'a> {
+    name: &'a str,
+    port: u16,
+    upstream: String,
+}
+
+/// The upstream of an alternate: `<name>.alt` and 0 to 31 `_` (from its port, which is stable),
+/// so that the upstreams' names differ in length and nginx's walk over them, which compares
+/// lengths first, rarely compares a name.
+fn alternate_upstream(name: &str, port: u16) -> String {
+    format!("{name}.alt{}", "_".repeat(usize::from(port % 32)))
+}
+
 /// A production instance as nginx sees it: its port, and the other instance's as its backup.
 #[derive(Serialize)]
 struct Production<'a> {
@@ -175,11 +190,12 @@ fn render_nginx_with(
             backup_port: plan.prod(s.other()).port,
         })
         .collect();
-    let alternates: Vec<Route> = plan
+    let alternates: Vec<AlternateRoute> = plan
         .alternates()
-        .map(|(i, _)| Route {
+        .map(|(i, _)| AlternateRoute {
             name: &i.name,
             port: i.port,
+            upstream: alternate_upstream(&i.name, i.port),
         })
         .collect();
     let longest = routes.iter().map(|r| r.name.len()).max().unwrap_or(0);
@@ -251,8 +267,8 @@ mod tests {
             "upstream approuter_instance1 {",
             "server 127.0.0.1:9051 max_fails=0;",
             "server 127.0.0.1:9052 max_fails=0 backup;",
-            "upstream approuter_alt_feature-x {",
-            "\"feature-x\" approuter_alt_feature-x;",
+            "upstream feature-x.alt___ {",
+            "\"feature-x\" feature-x.alt___;",
             "\"127.0.0.1:9052, 127.0.0.1:9051\" \"instance1\";",
             "if (-f active/instance2) {",
         ] {
