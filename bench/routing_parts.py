@@ -1,28 +1,31 @@
 #!/usr/bin/env python3
 """Where approuter's routing cost goes: wrk through variants of the nginx configuration
-`approuter generate` writes, each changed in one respect, next to the plain proxies of
+`approuter generate` writes, each changed in one respect, next to plain + keepalive of
 bench/routing.py. A diagnosis for whoever changes skel/nginx.conf, not one of the goals' tables;
-bench/run does not run it (run it by hand: about 6 minutes).
+bench/run does not run it (run it by hand: about 8 minutes).
 
-Production route (no cookie), approuter's `upstream approuter_production { keepalive 32; }`:
-  generated            as written: access log piped into `approuter svlogd -tt` as in production,
-                       buffered by nginx (`buffer=4k flush=1s`)
+Production route (no cookie):
+  generated            as written: access log piped into `approuter svlogd -tt`, buffered by
+                       nginx (`buffer=4k flush=1s`); `-f` tests cached by open_file_cache
+  file tests uncached  without open_file_cache: a stat() of active/instance2 and draining per
+                       request
+  no file tests        neither test (production always instance1, no drain): the floor
   access_log off       `access_log = false` in approuter.toml
-  access log to a file nginx writes the access log to a file itself, as the plain proxies do
   log unbuffered       `access_log /dev/stdout;`: one pipe write, one logger wake-up, per request
   no X-Served-By       without `add_header X-Served-By $approuter_served_by always`
   no extra headers     without the Host, X-Forwarded-For, X-Forwarded-Proto, Upgrade headers
-Alternate route (`Cookie: approuter_alt=alt0001`), `proxy_pass http://$approuter_backend` to
-"127.0.0.1:PORT", an implicit upstream without keepalive:
-  generated            as written: HTTP/1.1 with `Connection: close`
-  no Connection: close HTTP/1.1 without a Connection header, so nginx closes first and keeps the
-                       TIME_WAIT sockets
-  upstream keepalive   each alternate gets `upstream ar_<name> { server ...; keepalive 32; }`,
-                       the cookie map names it, and no `Connection: close` is sent
+Alternate route (`Cookie: approuter_alt=<last of COUNT alternates>`):
+  generated            as written: an upstream per alternate named `<name>.alt` plus port % 32
+                       `_`, keepalive 32
+  one name length      upstreams named `approuter_alt_<name>`: with names of one length, nginx's
+                       walk over the upstreams compares every name
+  upstream first       the measured alternate's upstream first in the file: the walk's floor
+  no keepalive         the map names the address (`127.0.0.1:PORT`): no upstream block, a new
+                       connection per request, and `Connection: close` (the design before)
 
 Each variant is started (as its service runs it), warmed up and measured in turn, ROUNDS rounds
-of DURATION s; medians. "logger CPU" is the share of one core `approuter svlogd` used (the
-generated variants' access log goes through it). Environment: ROUNDS (3), DURATION (10), WARMUP (1), CONNS (32).
+of DURATION s; medians. Environment: COUNT (1000), ROUNDS (3), DURATION (10), WARMUP (1),
+CONNS (32).
 """
 
 import os
@@ -59,31 +62,53 @@ def no_extra_headers(conf):
 GENERATED_LOG = "access_log /dev/stdout combined buffer=4k flush=1s;"
 
 
-def log_to_file(path):
-    return lambda conf: replaced(conf, GENERATED_LOG, f"access_log {path};")
-
-
 def log_unbuffered(conf):
     return replaced(conf, GENERATED_LOG, "access_log /dev/stdout;")
 
 
-def no_connection_close(conf):
-    return replaced(conf, '"" $approuter_close;', '"" "";')
+CACHE = "    open_file_cache max=16 inactive=60s;\n    open_file_cache_valid 1s;\n    open_file_cache_errors on;\n"
+DRAIN_TEST = "            if (-f draining) {\n                return 418;\n            }\n"
+ACTIVE_TEST = ("            if (-f active/instance2) {\n"
+               "                set $approuter_production approuter_instance2;\n            }\n")
 
 
-def upstream_keepalive(conf):
-    conf = no_connection_close(conf)
-    m = re.search(r"map \$cookie_approuter_alt \$approuter_backend \{\n(.*?)\n    \}", conf, re.S)
-    ups, lines = [], []
-    for line in m.group(1).splitlines():
-        e = re.match(r'\s+"([^"]+)" "(127\.0\.0\.1:\d+)";', line)
-        if e:
-            name = "ar_" + re.sub(r"[^A-Za-z0-9_]", "_", e.group(1))
-            ups.append(f"    upstream {name} {{\n        server {e.group(2)};\n        keepalive 32;\n    }}\n")
-            line = f'        "{e.group(1)}" "{name}";'
-        lines.append(line)
-    body = "\n".join(lines)
-    return conf[:m.start()] + "".join(ups) + conf[m.start():m.start(1)] + body + conf[m.end(1):]
+def uncached(conf):
+    return replaced(conf, CACHE, "")
+
+
+def no_file_tests(conf):
+    return replaced(replaced(conf, DRAIN_TEST, ""), ACTIVE_TEST, "")
+
+
+def alternate_upstreams(conf):
+    """(name, upstream, port) of every alternate, from the generated configuration."""
+    return [(m.group(1), m.group(0)[len("    upstream "):].split(" ")[0], int(m.group(2)))
+            for m in re.finditer(r"    upstream ([A-Za-z0-9.-]+?)\.alt_* \{\n        server 127\.0\.0\.1:(\d+);", conf)]
+
+
+def one_name_length(conf):
+    for name, up, _ in alternate_upstreams(conf):
+        conf = replaced(conf, f"    upstream {up} {{", f"    upstream approuter_alt_{name} {{")
+        conf = replaced(conf, f'        "{name}" {up};', f'        "{name}" approuter_alt_{name};')
+    return conf
+
+
+def upstream_first(name):
+    def variant(conf):
+        up = next(u for n, u, _ in alternate_upstreams(conf) if n == name)
+        block = re.search(r"    upstream " + re.escape(up) + r" \{\n[^}]*\}\n", conf).group(0)
+        conf = replaced(conf, block, "")
+        return replaced(conf, "    upstream approuter_instance1 {", block + "    upstream approuter_instance1 {")
+    return variant
+
+
+def no_keepalive(conf):
+    for name, up, port in alternate_upstreams(conf):
+        conf = replaced(conf, f'        "{name}" {up};', f'        "{name}" "127.0.0.1:{port}";')
+    conf = replaced(conf, '        "" "";\n    }', '        "" $approuter_close;\n    }')
+    closes = "".join(f'        "{n}" close;\n' for n, _, _ in alternate_upstreams(conf))
+    close_map = "    map $cookie_approuter_alt $approuter_close {\n        default \"\";\n" + closes + "    }\n\n"
+    return replaced(conf, "    # Kept-alive connections to instances", close_map + "    # Kept-alive connections to instances")
 
 
 def main():
@@ -91,6 +116,7 @@ def main():
     seconds = int(os.environ.get("DURATION", "10"))
     warmup = int(os.environ.get("WARMUP", "1"))
     conns = int(os.environ.get("CONNS", "32"))
+    count = int(os.environ.get("COUNT", "1000"))
     exe = common.binary()
     tmp = tempfile.mkdtemp(prefix="ar-bench-routing-parts-")
     env = dict(os.environ, TMPDIR=tmp)
@@ -98,12 +124,12 @@ def main():
     try:
         repo = os.path.join(tmp, "app")
         common.static_repo(repo)
-        common.branches(repo, ["alt0001"])
-        base = common.free_block(8)
+        common.branches(repo, [f"alt{i:04d}" for i in range(1, count + 1)])
+        base = common.free_block(count + 8)
         ports = {"plain": base, "keepalive": base + 1, "listen": base + 2, "prod": base + 3, "alt_base": base + 5}
         procs.append(routing.start(["./start", str(ports["prod"])], repo, env))
         urls = {}
-        for kind, conf in (("plain", routing.PLAIN_CONF), ("keepalive", routing.KEEPALIVE_CONF)):
+        for kind, conf in (("keepalive", routing.KEEPALIVE_CONF),):
             d = os.path.join(tmp, kind)
             os.makedirs(os.path.join(d, "logs"))
             with open(os.path.join(d, "nginx.conf"), "w") as f:
@@ -112,7 +138,7 @@ def main():
             urls[kind] = f"http://127.0.0.1:{ports[kind]}/"
             common.wait_http(ports[kind])
         # Generate once (and once more without the access log), keep the texts, start each variant.
-        ours = routing.Ours(exe, tmp, repo, 1, ports, env)
+        ours = routing.Ours(exe, tmp, repo, count, ports, env)
         ours.close()
         procs.append(routing.start(["./start", str(ours.alt_port)], repo, env))
         conf_path = os.path.join(ours.root, "managed/var/nginx/nginx.conf")
@@ -122,25 +148,24 @@ def main():
         subprocess.run([exe, "--root", ours.root, "generate"], check=True, capture_output=True, env=env)
         no_log = open(conf_path).read()
         svc = os.path.join(ours.root, "managed/var/service/nginx")
-        file_log = os.path.join(tmp, "ours-access.log")
         cookie = (f"Cookie: approuter_alt={ours.alt}",)
         variants = [
             ("production", "approuter, generated", generated, ()),
+            ("production", "approuter, file tests uncached", uncached(generated), ()),
+            ("production", "approuter, no file tests", no_file_tests(generated), ()),
             ("production", "approuter, access_log off", no_log, ()),
-            ("production", "approuter, access log to a file", log_to_file(file_log)(generated), ()),
             ("production", "approuter, log unbuffered", log_unbuffered(generated), ()),
             ("production", "approuter, no X-Served-By", no_served_by(generated), ()),
             ("production", "approuter, no extra headers", no_extra_headers(generated), ()),
-            ("production", "plain nginx", "plain", ()),
             ("production", "plain + keepalive", "keepalive", ()),
             ("alternate", "approuter, generated", generated, cookie),
-            ("alternate", "approuter, no Connection: close", no_connection_close(generated), cookie),
-            ("alternate", "approuter, upstream keepalive", upstream_keepalive(generated), cookie),
-            ("alternate", "plain nginx", "plain", cookie),
+            ("alternate", "approuter, one name length", one_name_length(generated), cookie),
+            ("alternate", "approuter, upstream first", upstream_first(ours.alt)(generated), cookie),
+            ("alternate", "approuter, no keepalive", no_keepalive(generated), cookie),
             ("alternate", "plain + keepalive", "keepalive", cookie),
         ]
         results = {i: [] for i in range(len(variants))}
-        print(f"routing parts: wrk -t2 -c{conns}, {rounds} rounds x {seconds} s per variant; medians", flush=True)
+        print(f"routing parts: {count} alternates, wrk -t2 -c{conns}, {rounds} rounds x {seconds} s per variant; medians", flush=True)
         print(f"machine: {common.machine()}; load before: {common.loadavg():.2f}", flush=True)
         for _ in range(rounds):
             for i, (route, label, conf, headers) in enumerate(variants):
