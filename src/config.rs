@@ -49,7 +49,18 @@ pub struct Settings {
     pub access_log: bool,
     /// The nginx binary; found on PATH or in the sbin directories when not set.
     pub nginx: Option<PathBuf>,
+    /// The user instances (and their `./start`) run as; unset: the user approuter runs as.
+    pub user: Option<String>,
+    /// Their group; unset: the user's primary group.
+    pub group: Option<String>,
+    /// Instances' `PATH`, whoever starts the supervisor (a shell, cron, boot).
+    pub path: String,
+    /// Instances' `LANG`.
+    pub lang: String,
 }
+
+/// The `PATH` instances get unless `path` says otherwise: the system's, as Debian's login sets it.
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Default for Settings {
     fn default() -> Settings {
@@ -64,6 +75,10 @@ impl Default for Settings {
             worker_shutdown_timeout_secs: 60,
             access_log: true,
             nginx: None,
+            user: None,
+            group: None,
+            path: SYSTEM_PATH.into(),
+            lang: "C.UTF-8".into(),
         }
     }
 }
@@ -97,6 +112,12 @@ impl Config {
             Some(text) => parse_settings(&settings_path, &text)?,
             None => Settings::default(),
         };
+
+        // The instances' environment files are read at each start of an instance; a mistake in
+        // one is refused here first, where the operator sees it.
+        for path in crate::envfile::all_files(layout)? {
+            crate::envfile::read(&path)?;
+        }
 
         Ok(Config {
             repo,
@@ -362,6 +383,37 @@ fn check_settings(s: &Settings) -> std::result::Result<(), (&'static str, String
             "must be host names separated by spaces (letters, digits, . - _ *), or \"_\"".into(),
         ));
     }
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with('-')
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    if s.user.as_deref().is_some_and(|u| !name_ok(u)) {
+        return Err((
+            "user",
+            "must be a user name (letters, digits, _ - .)".into(),
+        ));
+    }
+    if s.group.as_deref().is_some_and(|g| !name_ok(g)) {
+        return Err((
+            "group",
+            "must be a group name (letters, digits, _ - .)".into(),
+        ));
+    }
+    if s.group.is_some() && s.user.is_none() {
+        return Err(("group", "needs `user` too".into()));
+    }
+    if s.path.is_empty() || s.path.split(':').any(|d| !d.starts_with('/')) || s.path.contains('\0')
+    {
+        return Err((
+            "path",
+            "must be absolute directories separated by `:`".into(),
+        ));
+    }
+    if s.lang.is_empty() || s.lang.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(("lang", "must be a locale name such as C.UTF-8".into()));
+    }
     if let Some(nginx) = &s.nginx {
         if !nginx.is_absolute() {
             return Err((
@@ -413,7 +465,11 @@ pub fn initial_files(
              # stop_grace_secs = {}\n\
              # worker_shutdown_timeout_secs = {}\n\
              # access_log = {}\n\
-             # nginx = \"/usr/sbin/nginx\"\n",
+             # nginx = \"/usr/sbin/nginx\"\n\
+             # user = \"app\"          # the user instances run as (recommended when approuter runs as root)\n\
+             # group = \"app\"\n\
+             # path = \"{}\"\n\
+             # lang = \"{}\"\n",
             d.listen_port,
             d.prod_ports[0],
             d.prod_ports[1],
@@ -424,6 +480,8 @@ pub fn initial_files(
             d.stop_grace_secs,
             d.worker_shutdown_timeout_secs,
             d.access_log,
+            d.path,
+            d.lang,
         ),
     ));
     files

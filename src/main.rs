@@ -3,6 +3,7 @@
 mod cmd;
 mod config;
 mod deploy;
+mod envfile;
 mod ext;
 mod layout;
 mod panel;
@@ -138,6 +139,15 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Every file approuter creates gets the mode it asks for, whatever umask it was started
+    // with (a umask of 000 would make managed/ writable by every user); tighter modes are
+    // asked for where it matters.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    // Checkouts belong to the user instances run as, while approuter (often root) runs git on
+    // them: libgit2 would refuse them as "not owned by the current user". approuter opens only
+    // its own checkouts.
+    // SAFETY: set once, before any other thread exists or any repository is opened.
+    let _ = unsafe { git2::opts::set_verify_owner_validation(false) };
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -243,6 +253,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(code as u8))
         }
         Cmd::Svlogd(args) => svlogd::main(args),
-        Cmd::InstanceExec(args) => cmd::instance_exec::run(args),
+        Cmd::InstanceExec(args) => cmd::instance_exec::run(&layout, args),
     }
 }

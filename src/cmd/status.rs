@@ -181,6 +181,9 @@ fn long_panel(layout: &Layout, names: &[String], json: bool) -> Result<bool> {
                 println!("{:13}{line}", "");
             }
         }
+        if let Some(note) = checkouts::root_note(&plan.settings) {
+            println!("{note}");
+        }
     }
     Ok(healthy)
 }

@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
+use crate::deploy::runas;
 use crate::ext::git::{self, RemoteHeads};
 use crate::layout::Layout;
 use crate::plan::{Instance, Plan, Role, Slot};
@@ -89,15 +90,28 @@ pub fn ensure(layout: &Layout, config: &Config, plan: &Plan) -> Result<String> {
             heads.head(&url, branch_of(inst, &prod_branch))?;
         }
         for inst in &missing {
-            git::clone(
-                &url,
-                branch_of(inst, &prod_branch),
-                &layout.checkout(inst),
-                &inst.name,
-            )?;
+            let dir = layout.checkout(inst);
+            git::clone(&url, branch_of(inst, &prod_branch), &dir, &inst.name)?;
+            hand_over(&config.settings, &dir)?;
         }
     }
     Ok(prod_branch)
+}
+
+/// Gives a checkout git has just written (as approuter's user) to the user instances run as,
+/// so the application can write in it. Nothing to do when they run as approuter's user.
+pub fn hand_over(settings: &Settings, dir: &std::path::Path) -> Result<()> {
+    match runas::resolve(settings)? {
+        Some(to) => runas::give(dir, &to),
+        None => Ok(()),
+    }
+}
+
+/// The note `start` and `status -l` add when instances run as root.
+pub fn root_note(settings: &Settings) -> Option<&'static str> {
+    (settings.user.is_none() && nix::unistd::Uid::effective().is_root()).then_some(
+        "note: the instances run as root: set `user` in managed/etc/approuter.toml to run them as an ordinary user",
+    )
 }
 
 /// An instance's checkout in two words: its branch and short commit (`-` when unreadable).

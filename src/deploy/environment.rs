@@ -5,7 +5,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -204,6 +204,9 @@ pub fn start(layout: &Layout) -> Result<Started> {
             println!("{line}");
         }
     }
+    if let Some(note) = checkouts::root_note(&plan.settings) {
+        println!("{note}");
+    }
     let host = Host::detect(&config)?;
     let pid = spawn_svscan(layout, &host.exe, plan.settings.stop_grace_secs)?;
     state::set_meant_to_run(layout, true)?;
@@ -211,16 +214,51 @@ pub fn start(layout: &Layout) -> Result<Started> {
         "started approuter svscan (pid {pid}); waiting for every instance to answer {}",
         plan.settings.health_path
     );
-    let healthy = wait_until_healthy(layout, &plan);
-    Ok(Started::Started { healthy })
+    let failures = wait_until_healthy(layout, &plan, &|name, took| {
+        println!("  {name}: healthy after {:.1}s", took.as_secs_f64())
+    });
+    for f in &failures {
+        eprintln!(
+            "approuter: {} is {}; its log: {}",
+            f.name,
+            f.why,
+            f.log.display()
+        );
+        for line in &f.tail {
+            eprintln!("    {line}");
+        }
+    }
+    Ok(Started::Started {
+        healthy: failures.is_empty(),
+    })
 }
 
-/// Waits until every instance answers the health path with 200 (and nginx answers it for
-/// production), then reports what did not.
-fn wait_until_healthy(layout: &Layout, plan: &Plan) -> bool {
+/// Why an instance (or nginx) is not healthy after a start, with the last lines of its log.
+pub struct NotHealthy {
+    pub name: String,
+    pub why: String,
+    pub log: PathBuf,
+    pub tail: Vec<String>,
+}
+
+/// Waits until every service runs a process of the supervisor's own (not one a previous
+/// supervisor left, which it may still be ending) and every instance answers the health path
+/// with 200, and nginx answers it for production. `on_healthy` hears of each as it turns
+/// healthy. Returns what did not.
+pub fn wait_until_healthy(
+    layout: &Layout,
+    plan: &Plan,
+    on_healthy: &(dyn Fn(&str, Duration) + Sync),
+) -> Vec<NotHealthy> {
     let begin = Instant::now();
     let timeout = Duration::from_secs(plan.settings.health_timeout_secs);
     let deadline = begin + timeout;
+    let names: Vec<&str> = plan.service_names();
+    poll::holds(timeout, poll::EVERY, || {
+        names
+            .iter()
+            .all(|n| status::read(&layout.service(n)).is_ok_and(|st| st.is_up()))
+    });
     let mut targets: Vec<health::Target> = plan
         .instances
         .iter()
@@ -237,30 +275,24 @@ fn wait_until_healthy(layout: &Layout, plan: &Plan) -> bool {
         deadline,
         watch: Some(layout.service(NGINX)),
     });
-    let results = health::wait_all(
-        &targets,
-        &plan.settings.health_path,
-        begin,
-        &|name, took| println!("  {name}: healthy after {:.1}s", took.as_secs_f64()),
-    );
-    let mut all = true;
-    for (t, r) in targets.iter().zip(results) {
-        let Err(why) = r else { continue };
-        all = false;
-        let after = match why {
-            health::Unhealthy::Timeout(_) => format!(" after {}s", timeout.as_secs()),
-            health::Unhealthy::Exited(_) => String::new(),
-        };
-        eprintln!(
-            "approuter: {} is not healthy{after}: {why}; its log: {}",
-            t.name,
-            layout.log_current(&t.name).display()
-        );
-        for line in log_tail(layout, &t.name, LOG_TAIL_LINES) {
-            eprintln!("    {line}");
-        }
-    }
-    all
+    let results = health::wait_all(&targets, &plan.settings.health_path, begin, on_healthy);
+    targets
+        .iter()
+        .zip(results)
+        .filter_map(|(t, r)| {
+            let why = r.err()?;
+            let after = match why {
+                health::Unhealthy::Timeout(_) => format!(" after {}s", timeout.as_secs()),
+                health::Unhealthy::Exited(_) => String::new(),
+            };
+            Some(NotHealthy {
+                name: t.name.clone(),
+                why: format!("not healthy{after}: {why}"),
+                log: layout.log_current(&t.name),
+                tail: log_tail(layout, &t.name, LOG_TAIL_LINES),
+            })
+        })
+        .collect()
 }
 
 /// `approuter shutdown`: every service down, nginx included, then svscan and its logger gone.

@@ -58,6 +58,8 @@ pub fn generate(layout: &Layout) -> Result<(Plan, Changes)> {
 
 /// The files for a given plan (sync's, which may leave alternates out or move a port).
 pub fn generate_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
+    // The user instances run as must exist before run scripts name it.
+    super::runas::resolve(&plan.settings)?;
     let host = Host::detect(config)?;
     let files = render::render(plan, layout, &host)?;
     check_nginx(layout, &host, &files)?;

@@ -5,6 +5,7 @@ pub mod environment;
 pub mod generate;
 pub mod health;
 pub mod lock;
+pub mod runas;
 pub mod switch;
 pub mod sync;
 

@@ -123,6 +123,11 @@ pub fn render(plan: &Plan, layout: &Layout, host: &Host) -> Result<Vec<OutFile>>
             "instance-run",
             minijinja::context! {
                 exe => exe.as_str(),
+                root => path_str(layout.root())?,
+                user => plan.settings.user.as_deref(),
+                group => plan.settings.group.as_deref(),
+                path => plan.settings.path.as_str(),
+                lang => plan.settings.lang.as_str(),
                 name => inst.name.as_str(),
                 role => inst.role.word(),
                 port => inst.port,

