@@ -10,6 +10,7 @@ use crate::util::file::read_optional;
 /// Variables approuter itself sets for every instance; a file may not set them.
 pub const RESERVED: &[&str] = &[
     "PORT",
+    "APPROUTER_ROOT",
     "APPROUTER_INSTANCE",
     "APPROUTER_ROLE",
     "APPROUTER_COMMIT",

@@ -4,6 +4,7 @@ use anyhow::Result;
 use std::process::ExitCode;
 
 use super::exit_if;
+use crate::deploy::listener::{self, Listening};
 use crate::deploy::load_plan;
 use crate::ext::http::{self, Answer, REQUEST_TIMEOUT};
 use crate::layout::Layout;
@@ -32,6 +33,10 @@ pub fn run(layout: &Layout) -> Result<ExitCode> {
         let direct = port.map(|p| http::get(p, path, None, REQUEST_TIMEOUT));
         let via = http::get(listen, path, route, REQUEST_TIMEOUT);
         let mut notes = Vec::new();
+        let foreign = port.and_then(|p| match listener::of(layout, name, p) {
+            Listening::Foreign(who) => Some(listener::foreign_message(name, p, &who)),
+            _ => None,
+        });
         let direct_ok = match &direct {
             None => true,
             Some(Ok(a)) => a.status == 200,
@@ -54,7 +59,10 @@ pub fn run(layout: &Layout) -> Result<ExitCode> {
                 false
             }
         };
-        all_ok &= direct_ok && via_ok;
+        if let Some(f) = &foreign {
+            notes.push(f.clone());
+        }
+        all_ok &= direct_ok && via_ok && foreign.is_none();
         println!(
             "{name:width$}  {:>5}  {:<14}  {:<14}  {}",
             port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),

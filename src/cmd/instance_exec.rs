@@ -6,6 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
+use crate::deploy::processes;
 use crate::envfile;
 use crate::ext::git;
 use crate::layout::Layout;
@@ -88,7 +89,8 @@ fn prepare(layout: &Layout, args: &Args) -> Result<Command> {
     }
     cmd.envs(vars);
     cmd.env("PORT", args.port.to_string())
-        .env("APPROUTER_INSTANCE", &args.name)
+        .env(processes::ROOT_VAR, layout.root())
+        .env(processes::INSTANCE_VAR, &args.name)
         .env("APPROUTER_ROLE", &args.role)
         .env(COMMIT_VAR, &commit);
     if let (Some(name), Some(u)) = (&args.user, &user) {

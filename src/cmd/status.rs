@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use super::{exit_if, select};
+use crate::deploy::listener::{self, Listening};
 use crate::deploy::{checkouts, load_plan};
 use crate::layout::Layout;
 use crate::panel::{self, Report};
@@ -67,6 +68,9 @@ struct Detail {
     /// Production instances: why sync will not deploy the commit this one runs on its own.
     #[serde(skip_serializing_if = "Option::is_none")]
     held: Option<String>,
+    /// Something other than the instance's own processes listens on its port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    foreign_listener: Option<String>,
 }
 
 impl Detail {
@@ -83,12 +87,17 @@ impl Detail {
                     Role::Prod(_) => held.of(&commit),
                     Role::Alternate { .. } => None,
                 };
+                let foreign_listener = match listener::of(layout, &inst.name, inst.port) {
+                    Listening::Foreign(who) => Some(who),
+                    _ => None,
+                };
                 Detail {
                     branch: Some(branch),
                     commit: Some(commit),
                     port: Some(inst.port),
                     role: Some(role),
                     held,
+                    foreign_listener,
                 }
             }
             None if name == NGINX => Detail {
@@ -117,6 +126,9 @@ impl Detail {
         }
         if let Some(h) = &self.held {
             parts.push(h.clone());
+        }
+        if let Some(w) = &self.foreign_listener {
+            parts.push(format!("FOREIGN LISTENER on its port: {w}"));
         }
         parts.join("  ")
     }
@@ -162,7 +174,7 @@ fn long_panel(layout: &Layout, names: &[String], json: bool) -> Result<bool> {
     let (_, plan) = load_plan(layout)?;
     let held = Held::load(layout)?;
     let reports = reports(layout, names)?;
-    let healthy = reports.iter().all(Report::healthy);
+    let mut healthy = reports.iter().all(Report::healthy);
     let width = width(&reports);
     let long: Vec<LongReport> = reports
         .into_iter()
@@ -171,6 +183,7 @@ fn long_panel(layout: &Layout, names: &[String], json: bool) -> Result<bool> {
             report,
         })
         .collect();
+    healthy &= long.iter().all(|r| r.detail.foreign_listener.is_none());
     if json {
         println!("{}", serde_json::to_string_pretty(&long)?);
     } else {

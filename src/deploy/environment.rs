@@ -283,7 +283,7 @@ pub fn wait_until_healthy(
             let why = r.err()?;
             let after = match why {
                 health::Unhealthy::Timeout(_) => format!(" after {}s", timeout.as_secs()),
-                health::Unhealthy::Exited(_) => String::new(),
+                health::Unhealthy::Exited(_) | health::Unhealthy::Foreign(_) => String::new(),
             };
             Some(NotHealthy {
                 name: t.name.clone(),

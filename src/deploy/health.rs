@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::listener::{self, Listening};
 use crate::ext::http;
 use crate::supervise::status;
 
@@ -19,7 +20,8 @@ pub struct Target {
     pub port: u16,
     pub deadline: Instant,
     /// The service directory to watch: once its process has been seen running, its exit (or a
-    /// new pid: it was restarted) ends the wait at once, as a failure.
+    /// new pid: it was restarted) ends the wait at once, as a failure; and an answer counts
+    /// only when the listener on the port is one of the service's own processes.
     pub watch: Option<PathBuf>,
 }
 
@@ -30,6 +32,8 @@ pub enum Unhealthy {
     Timeout(String),
     /// Its process ended while it was waited for: how (`exit 1 after 0.2s`).
     Exited(String),
+    /// Something else listens on its port and answered: who.
+    Foreign(String),
 }
 
 impl std::fmt::Display for Unhealthy {
@@ -37,6 +41,10 @@ impl std::fmt::Display for Unhealthy {
         match self {
             Unhealthy::Timeout(why) => write!(f, "{why}"),
             Unhealthy::Exited(how) => write!(f, "its process ended ({how})"),
+            Unhealthy::Foreign(who) => write!(
+                f,
+                "the answer came from {who}, which is not one of its own processes"
+            ),
         }
     }
 }
@@ -114,7 +122,17 @@ fn wait_chunk(
                 Ok(a) => Err(format!("{path} answered {}", a.status)),
                 Err(e) => Err(e),
             };
+            let foreign = match (&outcome, &t.watch) {
+                (Ok(_), Some(dir)) => match listener::of_dir(dir, t.port) {
+                    Listening::Foreign(who) => Some(who),
+                    _ => None,
+                },
+                _ => None,
+            };
             match outcome {
+                Ok(_) if foreign.is_some() => {
+                    *result = Some(Err(Unhealthy::Foreign(foreign.unwrap_or_default())));
+                }
                 Ok(took) => {
                     on_healthy(&t.name, took);
                     *result = Some(Ok(took));

@@ -3,6 +3,7 @@
 use anyhow::{bail, Result};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::listener::{self, Listening};
 use super::load_plan;
 use crate::ext::git;
 use crate::ext::hooks::{self, Event};
@@ -39,6 +40,14 @@ pub fn switch(layout: &Layout, force: bool) -> Result<Switched> {
     let to = plan.active.other();
     let target = plan.prod(to);
     let path = &plan.settings.health_path;
+    // Never, not even with --force: production would go to whoever holds the port.
+    if let Listening::Foreign(who) = listener::of(layout, to.name(), target.port) {
+        bail!(
+            "not switching to {}: {}",
+            to.name(),
+            listener::foreign_message(to.name(), target.port, &who)
+        );
+    }
     let healthy = match http::get(target.port, path, None, http::REQUEST_TIMEOUT) {
         Ok(a) if a.status == 200 => true,
         result if !force => {

@@ -81,6 +81,18 @@ pub fn cmdline(pid: u32) -> Option<String> {
     argv(pid).map(|a| a.join(" "))
 }
 
+/// A process's real user id.
+pub fn uid(pid: u32) -> Option<u32> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// A process's short name (`comm`).
 pub fn comm(pid: u32) -> Option<String> {
     Some(

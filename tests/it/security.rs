@@ -59,6 +59,7 @@ fn instances_run_as_their_user_with_a_defined_environment() {
     assert!(o.status.success(), "{}", out(&o));
     assert!(!out(&o).contains("run as root"), "{}", out(&o));
 
+    let root_dir = root.path().display().to_string();
     let expected = |role: &str, name: &str, db: &str, commit: &str| {
         let mut e: std::collections::BTreeMap<String, String> = [
             (
@@ -71,6 +72,7 @@ fn instances_run_as_their_user_with_a_defined_environment() {
             ("LOGNAME", &user.name),
             ("SHARED", "yes"),
             ("DATABASE_URL", db),
+            ("APPROUTER_ROOT", &root_dir),
             ("APPROUTER_INSTANCE", name),
             ("APPROUTER_ROLE", role),
             ("APPROUTER_COMMIT", commit),
@@ -178,4 +180,143 @@ fn a_root_start_without_user_says_the_instances_run_as_root() {
     let text = cmd_ok(&root, &["status", "-l"]);
     assert!(text.contains("note: the instances run as root"), "{text}");
     let _ = get;
+}
+
+/// A server that answers 200 to anything, as whoever runs it: the squatter of an attack.
+const SQUATTER: &str = r#"import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "6")
+        self.send_header("X-Served-By", "instance2")
+        self.end_headers()
+        self.wfile.write(b"owned\n")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+/// A local user binds the inactive instance's port (the instance then cannot): its server
+/// answers every health check, but never gets production, and every command names it.
+#[test]
+fn a_squatter_on_the_inactive_port_never_gets_production() {
+    let (root, repo, ports) = crate::app::started(&[]);
+    let Some(attacker) = TestUser::new(root.path()) else {
+        return;
+    };
+    cmd_ok(&root, &["stop", "instance2"]);
+    let script = attacker.home.join("squat.py");
+    fs::write(&script, SQUATTER).unwrap();
+    let _squatter = crate::util::Proc::spawn(
+        attacker
+            .command("python3")
+            .arg(&script)
+            .arg(ports.prod[1].to_string()),
+        &root.path().join("squatter.err"),
+    );
+    wait_for(secs(10), "the squatter to answer", || {
+        get(ports.prod[1], "/diagnostic", None).is_ok_and(|r| r.status == 200)
+    });
+    let holder = format!("(user {}: python3 {}", attacker.name, script.display());
+    // The instance cannot bind its port now: it crash-loops, and the squatter answers for it.
+    let _ = root.cmd(&["start", "instance2"]).output();
+
+    let v2 = repo.commit("main", &[("VERSION", "2")], "v2");
+    let o = root
+        .cmd(&["sync"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", out(&o));
+    let text = out(&o);
+    assert!(
+        text.contains(&format!("instance2: port {} is held by pid", ports.prod[1]))
+            && text.contains(&holder),
+        "{text}"
+    );
+    assert!(!text.contains("switched"), "{text}");
+    let r = get(ports.listen, "/", None).unwrap();
+    assert_eq!(r.header("x-served-by"), Some("instance1"));
+    assert_eq!(r.header("x-app-version"), Some("1"));
+    let _ = v2;
+
+    for args in [&["switch"][..], &["switch", "--force"][..]] {
+        let err = one_line_error(&root.cmd(args).output().unwrap());
+        assert!(
+            err.contains("not switching to instance2") && err.contains(&holder),
+            "{err}"
+        );
+    }
+    let o = root.cmd(&["check"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(out(&o).contains(&holder), "{}", out(&o));
+    let o = root.cmd(&["status", "-l", "instance2"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("FOREIGN LISTENER on its port") && out(&o).contains(&holder),
+        "{}",
+        out(&o)
+    );
+}
+
+/// A start script that daemonizes its server out of its service (as `gunicorn --daemon` does)
+/// and exits: the service crash-loops while the escaped server answers on its port. It does not
+/// count, and it does not outlive its alternate.
+#[test]
+fn a_process_that_escaped_its_service_does_not_count_and_goes_with_it() {
+    let (root, repo, ports) = crate::app::started(&[]);
+    crate::app::git(&repo.dir, &["branch", "escape", "main"]);
+    repo.commit(
+        "escape",
+        &[(
+            "start",
+            "#!/bin/sh\nsetsid python3 server.py \"$1\" >/dev/null 2>&1 < /dev/null &\nsleep 0.3\nexit 1",
+        )],
+        "daemonizes",
+    );
+    root.write_etc("alternates.conf", "escape\n");
+    let o = root
+        .cmd(&["sync"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let text = out(&o);
+    assert!(
+        text.contains("alternate escape added")
+            && text.contains("which is not one of its own processes")
+            && text.contains("python3 server.py"),
+        "{text}"
+    );
+    let port: u16 = fs::read_to_string(root.var("state/ports"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("escape "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        get(port, "/diagnostic", None).is_ok(),
+        "the escaped server runs"
+    );
+    assert_eq!(
+        get(ports.listen, "/", Some("approuter_alt=escape"))
+            .unwrap()
+            .header("x-served-by"),
+        Some("escape"),
+        "nginx routes to the port (the route exists), which is why sync says so"
+    );
+
+    // Removed: its escaped processes go with it.
+    root.write_etc("alternates.conf", "");
+    let o = root
+        .cmd(&["sync"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(out(&o).contains("alternate escape removed"), "{}", out(&o));
+    wait_for(secs(10), "the escaped server to be gone", || {
+        get(port, "/diagnostic", None).is_err()
+    });
 }

@@ -11,7 +11,7 @@ use super::report::Report;
 use crate::config::Config;
 use crate::deploy::environment::{self, log_tail};
 use crate::deploy::health::{self, Target, Unhealthy};
-use crate::deploy::{checkouts, generate, switch};
+use crate::deploy::{checkouts, generate, processes, switch};
 use crate::ext::git::{self, Checkout};
 use crate::ext::hooks::Event;
 use crate::ext::{http, procfs};
@@ -232,8 +232,15 @@ fn configuration(
         }
     }
     for (name, port) in removed {
-        // The routing is gone and svscan was told; once the process has let go of its port,
-        // the checkout goes too. Its logs stay in managed/var/log/<name>/.
+        // The routing is gone and svscan was told to stop it. What of it is still running after
+        // the stop grace (a process that left its service's session) is ended; once its port is
+        // free, the checkout goes too. Its logs stay in managed/var/log/<name>/.
+        let escaped = processes::end(ctx.layout.root(), name, Duration::from_secs(ctx.grace()));
+        if escaped > 0 {
+            ctx.r.say(&format!(
+                "alternate {name}: ended {escaped} process(es) of it that had left its service"
+            ));
+        }
         if let Some(port) = *port {
             poll::holds(ctx.restart_timeout(), Duration::from_millis(50), || {
                 procfs::port_is_free(port)
@@ -373,7 +380,7 @@ fn deploy_production(
                 Unhealthy::Timeout(_) => {
                     format!(" after {}s", ctx.plan.settings.health_timeout_secs)
                 }
-                Unhealthy::Exited(_) => String::new(),
+                Unhealthy::Exited(_) | Unhealthy::Foreign(_) => String::new(),
             };
             ctx.fail_with_log(
                 &format!(

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::deploy::checkouts::production_branch;
+use crate::deploy::listener;
 use crate::ext::git::{self, Checkout, RemoteHeads};
 use crate::plan::{Plan, Slot};
 use crate::state::Held;
@@ -46,6 +47,8 @@ pub struct Facts {
     /// `approuter deploy` (`sync --redeploy`): the head deploys even if it was rolled back or
     /// failed before.
     pub redeploy: bool,
+    /// Instances whose port some other process listens on, and who it is.
+    pub foreign: BTreeMap<String, String>,
 }
 
 /// A line sync says without doing anything.
@@ -255,6 +258,17 @@ pub fn decide(facts: &Facts, plan: &Plan) -> Vec<Action> {
     }
     out.push(Action::Regenerate { skip });
 
+    // A port held by something that is not the instance: said every time, as `start` refuses it.
+    for inst in &plan.instances {
+        if let Some(who) = facts.foreign.get(&inst.name) {
+            out.push(fail(format!(
+                "{}: {}",
+                inst.name,
+                listener::foreign_message(&inst.name, inst.port, who)
+            )));
+        }
+    }
+
     // Production ports that changed: the inactive instance moves first.
     let mut moves = plan.prod_ports_to_move();
     moves.sort_by_key(|(slot, _, _)| *slot == plan.active);
@@ -362,6 +376,13 @@ fn production(facts: &Facts, plan: &Plan, heads: &RemoteHeads, branch: &str) -> 
             )));
         }
     }
+    if facts.foreign.contains_key(inactive.name()) {
+        return Some(fail(format!(
+            "production: {} cannot be deployed to {}, whose port another process holds",
+            short(target),
+            inactive.name()
+        )));
+    }
     let other = match facts.checkouts.get(inactive.name()) {
         Some(Seen::At(co)) => Some(co.clone()),
         _ => None,
@@ -454,6 +475,7 @@ mod tests {
             prod_healthy: [true, true],
             prod_runs: [Some(oid(1)), Some(oid(1))],
             redeploy: false,
+            foreign: BTreeMap::new(),
         }
     }
 
@@ -722,6 +744,20 @@ mod tests {
                     target: oid(1),
                     restore: Some(co("main", oid(1))),
                 }, check.clone()],
+            ),
+            (
+                "a squatter on the inactive instance's port: said, and nothing deployed to it",
+                Box::new(|f, _| {
+                    main_at(f, 3);
+                    f.foreign.insert("instance2".into(), "pid 7 (user nobody: squat)".into());
+                    f.prod_healthy[1] = false;
+                }),
+                vec![
+                    regen(),
+                    fail("instance2: port 9052 is held by pid 7 (user nobody: squat), not by instance2's own processes; end it, or give instance2 another port".into()),
+                    fail(format!("production: {} cannot be deployed to instance2, whose port another process holds", s(oid(3)))),
+                    check.clone(),
+                ],
             ),
             (
                 "prod_ports changed: the inactive instance moves first, the active one hands over",

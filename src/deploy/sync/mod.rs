@@ -8,6 +8,7 @@ use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::generate::list_services;
+use super::listener::{self, Listening};
 use super::load_plan;
 use crate::cmd::instance_exec::COMMIT_VAR;
 use crate::config::Config;
@@ -89,14 +90,25 @@ fn gather(layout: &Layout, config: &Config, plan: &Plan, redeploy: bool) -> Resu
             (inst.name.clone(), seen)
         })
         .collect::<BTreeMap<_, _>>();
+    // A port held by anything but the instance's own processes: a squatter, a process that
+    // escaped its service, or anything on the port of an instance that is down.
+    let foreign: BTreeMap<String, String> = plan
+        .instances
+        .iter()
+        .filter_map(|i| match listener::of(layout, &i.name, i.port) {
+            Listening::Foreign(who) => Some((i.name.clone(), who)),
+            _ => None,
+        })
+        .collect();
     let healthy = |slot: Slot| {
-        http::get(
-            plan.prod(slot).port,
-            &plan.settings.health_path,
-            None,
-            http::REQUEST_TIMEOUT,
-        )
-        .is_ok_and(|a| a.status == 200)
+        !foreign.contains_key(slot.name())
+            && http::get(
+                plan.prod(slot).port,
+                &plan.settings.health_path,
+                None,
+                http::REQUEST_TIMEOUT,
+            )
+            .is_ok_and(|a| a.status == 200)
     };
     let runs = |slot: Slot| {
         let st = status::read(&layout.service(slot.name())).ok()?;
@@ -116,5 +128,6 @@ fn gather(layout: &Layout, config: &Config, plan: &Plan, redeploy: bool) -> Resu
         prod_healthy: Slot::BOTH.map(healthy),
         prod_runs: Slot::BOTH.map(runs),
         redeploy,
+        foreign,
     })
 }

@@ -1,0 +1,67 @@
+//! Who listens on an instance's port: its own processes (the session its supervisor started), or someone else, who is named. Only an instance's own listener counts as the instance.
+
+use std::path::Path;
+
+use crate::ext::procfs;
+use crate::layout::Layout;
+use crate::supervise::status;
+
+/// What listens on a service's port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listening {
+    Nobody,
+    /// Only processes of the service's own session (the supervised `./run` called setsid).
+    Ours,
+    /// Something else, described: `pid 4242 (user nobody: python3 squat.py)`.
+    Foreign(String),
+}
+
+/// `pid 4242 (user nobody: python3 squat.py)`.
+fn describe(pid: u32) -> String {
+    let user = procfs::uid(pid)
+        .map(|u| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u))
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_else(|| format!("uid {u}"))
+        })
+        .unwrap_or_else(|| "unknown user".into());
+    let cmd = procfs::cmdline(pid)
+        .filter(|c| !c.is_empty())
+        .or_else(|| procfs::comm(pid))
+        .unwrap_or_default();
+    format!("pid {pid} (user {user}: {cmd})")
+}
+
+/// Who listens on `port`, as far as the service `name` is concerned.
+pub fn of(layout: &Layout, name: &str, port: u16) -> Listening {
+    of_dir(&layout.service(name), port)
+}
+
+/// Who listens on `port`, as far as the service directory `service` is concerned.
+pub fn of_dir(service: &Path, port: u16) -> Listening {
+    let holders = procfs::listeners(port);
+    if holders.is_empty() {
+        return Listening::Nobody;
+    }
+    let session = status::read(service)
+        .ok()
+        .filter(|st| st.is_up())
+        .map(|st| st.pid);
+    let foreign: Vec<String> = holders
+        .iter()
+        .filter(|h| session.is_none_or(|s| procfs::stat(h.pid).is_none_or(|st| st.session != s)))
+        .map(|h| describe(h.pid))
+        .collect();
+    if foreign.is_empty() {
+        Listening::Ours
+    } else {
+        Listening::Foreign(foreign.join(", "))
+    }
+}
+
+/// The error for a port someone else holds.
+pub fn foreign_message(service: &str, port: u16, who: &str) -> String {
+    format!("port {port} is held by {who}, not by {service}'s own processes; end it, or give {service} another port")
+}
