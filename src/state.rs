@@ -104,7 +104,7 @@ pub fn load_active(layout: &Layout) -> Result<Slot> {
             .and_then(Slot::parse)
             .with_context(|| {
                 format!(
-                    "{}: points to {}, not to slots/instance1 or slots/instance2; run `approuter switch --force` to set it",
+                    "{}: points to {}, not to slots/instance1 or slots/instance2; point it to one of them (ln -sfn slots/instance1 {0})",
                     link.display(),
                     target.display()
                 )
@@ -189,16 +189,39 @@ pub fn save_held(layout: &Layout, held: Option<&Held>) -> Result<()> {
     }
 }
 
-pub fn load_failed(layout: &Layout) -> Result<Option<String>> {
-    let path = layout.state_file(FAILED);
-    Ok(read_optional(&path)?
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty()))
+/// A production commit that failed its health check, and the commit its instance was put back
+/// on (so that a sync cut short before it did so can finish the job).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub commit: String,
+    pub restore: Option<git2::Oid>,
 }
 
-pub fn save_failed(layout: &Layout, commit: Option<&str>) -> Result<()> {
-    match commit {
-        Some(c) => save(layout, FAILED, &format!("{c}\n")),
+pub fn load_failed(layout: &Layout) -> Result<Option<Failed>> {
+    let path = layout.state_file(FAILED);
+    let Some(text) = read_optional(&path)? else {
+        return Ok(None);
+    };
+    let mut words = text.split_whitespace();
+    let Some(commit) = words.next() else {
+        return Ok(None);
+    };
+    Ok(Some(Failed {
+        commit: commit.to_string(),
+        restore: words.next().and_then(|w| git2::Oid::from_str(w).ok()),
+    }))
+}
+
+pub fn save_failed(layout: &Layout, failed: Option<&Failed>) -> Result<()> {
+    match failed {
+        Some(f) => save(
+            layout,
+            FAILED,
+            &match f.restore {
+                Some(r) => format!("{} {r}\n", f.commit),
+                None => format!("{}\n", f.commit),
+            },
+        ),
         None => fsx::remove_if_present(&layout.state_file(FAILED)),
     }
 }

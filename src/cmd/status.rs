@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use super::{exit_if, select};
 use crate::deploy::listener::{self, Listening};
 use crate::deploy::{checkouts, load_plan};
+use crate::ext::git;
 use crate::layout::Layout;
 use crate::panel::{self, Report};
 use crate::plan::{Plan, Role, NGINX};
@@ -144,7 +145,7 @@ impl Held {
     fn load(layout: &Layout) -> Result<Held> {
         Ok(Held {
             rolled_back: state::load_held(layout)?,
-            failed: state::load_failed(layout)?,
+            failed: state::load_failed(layout)?.map(|f| f.commit),
         })
     }
 
@@ -193,6 +194,16 @@ fn long_panel(layout: &Layout, names: &[String], json: bool) -> Result<bool> {
             if !line.is_empty() {
                 println!("{:13}{line}", "");
             }
+        }
+        if let Some(h) = &held.rolled_back {
+            let active = plan.active;
+            let (_, on) = checkouts::describe(layout, plan.prod(active));
+            println!(
+                "production: held at {on} on {}; {} rolled back at {} (sync will not deploy it again on its own; `approuter deploy` does)",
+                active.name(),
+                git::short_str(&h.commit),
+                tai64::utc_string(h.since)
+            );
         }
         if let Some(note) = checkouts::root_note(&plan.settings) {
             println!("{note}");

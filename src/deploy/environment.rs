@@ -24,7 +24,7 @@ const SVSCAN_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long svscan's logger gets to read to the end of its input once svscan is gone.
 const LOGGER_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many lines of a failing instance's log an error report shows.
-const LOG_TAIL_LINES: usize = 5;
+pub const LOG_TAIL_LINES: usize = 5;
 
 /// How long a shutdown may take: every service gets `grace` between TERM and KILL, and loggers
 /// as long again to drain what their services wrote.
@@ -267,6 +267,7 @@ pub fn wait_until_healthy(
             port: i.port,
             deadline,
             watch: Some(layout.service(&i.name)),
+            pid: None,
         })
         .collect();
     targets.push(health::Target {
@@ -274,6 +275,7 @@ pub fn wait_until_healthy(
         port: plan.settings.listen_port,
         deadline,
         watch: Some(layout.service(NGINX)),
+        pid: None,
     });
     let results = health::wait_all(&targets, &plan.settings.health_path, begin, on_healthy);
     targets

@@ -21,6 +21,9 @@ pub struct Changes {
     pub added: Vec<String>,
     pub updated: Vec<String>,
     pub removed: Vec<String>,
+    /// Services no longer in the plan whose directories are still there, for the caller to take
+    /// away once nginx no longer routes to them (see [`regenerate_plan`]).
+    pub to_remove: Vec<String>,
     pub nginx_changed: bool,
     pub crontab_changed: bool,
 }
@@ -58,25 +61,80 @@ pub fn generate(layout: &Layout) -> Result<(Plan, Changes)> {
 
 /// The files for a given plan (sync's, which may leave alternates out or move a port).
 pub fn generate_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
+    let mut changes = write_plan(layout, config, plan)?;
+    for name in std::mem::take(&mut changes.to_remove) {
+        remove_service(&layout.service_dir(), &name)?;
+        changes.removed.push(name);
+    }
+    Ok(changes)
+}
+
+/// Writes everything but the removal of services that went away.
+fn write_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
     // The user instances run as must exist before run scripts name it.
     super::runas::resolve(&plan.settings)?;
     let host = Host::detect(config)?;
     let files = render::render(plan, layout, &host)?;
     check_nginx(layout, &host, &files)?;
+    // nginx chooses production by the `active` link: it must exist before an nginx.conf that
+    // reads it (an installation from before the link recorded its choice in state/active).
+    state::save_active(layout, plan.active)?;
     apply(layout, plan, &files)
 }
 
-/// Generates the files for `plan`, then tells whoever runs what changed: svscan rescans at once,
-/// nginx reloads (drained).
+/// What generating the files for `plan` would change, without writing anything (for
+/// `sync --dry-run`).
+pub fn preview(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
+    super::runas::resolve(&plan.settings)?;
+    let host = Host::detect(config)?;
+    let files = render::render(plan, layout, &host)?;
+    check_nginx(layout, &host, &files)?;
+    let mut changes = Changes::default();
+    let mut services: BTreeMap<&str, bool> = BTreeMap::new();
+    for f in &files {
+        let differs = !fsx::is_current(&f.path, &f.bytes, f.mode);
+        match &f.owner {
+            Owner::Service(svc) => *services.entry(svc).or_default() |= differs,
+            Owner::Nginx => changes.nginx_changed |= differs,
+            Owner::Crontab => changes.crontab_changed |= differs,
+        }
+    }
+    for (svc, differs) in &services {
+        if !layout.service(svc).is_dir() {
+            changes.added.push(svc.to_string());
+        } else if *differs {
+            changes.updated.push(svc.to_string());
+        }
+    }
+    for name in list_services(&layout.service_dir())? {
+        if !services.contains_key(name.as_str()) {
+            changes.removed.push(name);
+        }
+    }
+    Ok(changes)
+}
+
+/// Generates the files for `plan`, then tells whoever runs what changed, in the order that
+/// keeps every route working: svscan starts new services, nginx reloads (drained) to route to
+/// them and no longer to the ones going away, and only then are those taken away (svscan stops
+/// them).
 pub fn regenerate_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
-    let changes = generate_plan(layout, config, plan)?;
-    if client::svscan_pid(&layout.service_dir()).is_some() {
-        if !changes.added.is_empty() || !changes.removed.is_empty() {
-            client::rescan(&layout.service_dir());
+    if client::svscan_pid(&layout.service_dir()).is_none() {
+        return generate_plan(layout, config, plan);
+    }
+    let mut changes = write_plan(layout, config, plan)?;
+    if !changes.added.is_empty() {
+        client::rescan(&layout.service_dir());
+    }
+    if changes.nginx_changed {
+        reload_nginx(layout)?;
+    }
+    if !changes.to_remove.is_empty() {
+        for name in std::mem::take(&mut changes.to_remove) {
+            remove_service(&layout.service_dir(), &name)?;
+            changes.removed.push(name);
         }
-        if changes.nginx_changed {
-            reload_nginx(layout)?;
-        }
+        client::rescan(&layout.service_dir());
     }
     Ok(changes)
 }
@@ -171,8 +229,7 @@ fn apply(layout: &Layout, plan: &Plan, files: &[OutFile]) -> Result<Changes> {
     let wanted: BTreeSet<&str> = by_service.keys().copied().collect();
     for name in list_services(&service_dir)? {
         if !wanted.contains(name.as_str()) {
-            remove_service(&service_dir, &name)?;
-            changes.removed.push(name);
+            changes.to_remove.push(name);
         }
     }
     Ok(changes)

@@ -23,6 +23,9 @@ pub struct Target {
     /// new pid: it was restarted) ends the wait at once, as a failure; and an answer counts
     /// only when the listener on the port is one of the service's own processes.
     pub watch: Option<PathBuf>,
+    /// The watched service's process when the wait begins, when known (a restart just started
+    /// it): its end, even before the first look, is what the wait watches for.
+    pub pid: Option<u32>,
 }
 
 /// Why a target did not turn healthy.
@@ -80,6 +83,18 @@ pub fn wait_one(target: Target, path: &str) -> Result<Duration, Unhealthy> {
         .expect("one target, one result")
 }
 
+/// One look at an instance: its health path on its port, and that the listener is its own.
+pub fn check_once(service: &std::path::Path, port: u16, path: &str) -> Result<(), Unhealthy> {
+    if let Listening::Foreign(who) = listener::of_dir(service, port) {
+        return Err(Unhealthy::Foreign(who));
+    }
+    match http::get(port, path, None, http::REQUEST_TIMEOUT) {
+        Ok(a) if a.status == 200 => Ok(()),
+        Ok(a) => Err(Unhealthy::Timeout(format!("{path} answered {}", a.status))),
+        Err(e) => Err(Unhealthy::Timeout(e)),
+    }
+}
+
 /// How a watched service's run ended, once the pid seen running no longer runs.
 fn ended(dir: &std::path::Path, seen: &mut Option<u32>) -> Option<String> {
     let st = status::read(dir).ok()?;
@@ -109,7 +124,7 @@ fn wait_chunk(
     on_healthy: &(dyn Fn(&str, Duration) + Sync),
 ) -> Vec<Result<Duration, Unhealthy>> {
     let mut results: Vec<Option<Result<Duration, Unhealthy>>> = vec![None; targets.len()];
-    let mut seen: Vec<Option<u32>> = vec![None; targets.len()];
+    let mut seen: Vec<Option<u32>> = targets.iter().map(|t| t.pid).collect();
     loop {
         for ((t, result), seen) in targets.iter().zip(results.iter_mut()).zip(seen.iter_mut()) {
             if result.is_some() {

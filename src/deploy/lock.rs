@@ -63,10 +63,20 @@ pub fn take(layout: &Layout, command: &str, busy: Busy) -> Result<Option<PidLock
     }
     fsx::ensure_dir(&layout.run_dir())?;
     let path = layout.lock();
-    let pid = match pidlock::acquire(&path, false, 0o644, false)? {
-        Acquired::Mine(lock) => return Ok(Some(lock)),
-        Acquired::Busy { pid } => pid,
-    };
+    // A holder that cannot be found has most likely just let go: ask again before naming it.
+    let mut pid = None;
+    for _ in 0..3 {
+        match pidlock::acquire(&path, false, 0o644, false)? {
+            Acquired::Mine(lock) => return Ok(Some(lock)),
+            Acquired::Busy { pid: Some(p) } => {
+                pid = Some(p);
+                break;
+            }
+            Acquired::Busy { pid: None } => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+        }
+    }
     let who = describe(pid);
     let is_sync = pid
         .and_then(procfs::argv)
@@ -81,7 +91,7 @@ pub fn take(layout: &Layout, command: &str, busy: Busy) -> Result<Option<PidLock
             "{who} holds {}; {}",
             path.display(),
             if is_sync || who.starts_with("approuter") {
-                "try again when it is done, or without --no-wait to wait for it"
+                "try again when it is done, or with --wait (sync) or without --no-wait to wait for it"
             } else {
                 "it is not an approuter command: end it, or find out why it holds approuter's lock"
             }

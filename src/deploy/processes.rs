@@ -5,7 +5,10 @@ use nix::unistd::Pid;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::cmd::instance_exec::COMMIT_VAR;
 use crate::ext::procfs;
+use crate::layout::Layout;
+use crate::supervise::status;
 use crate::util::poll;
 
 /// The variable that names the approuter root an instance belongs to (two roots on one host may
@@ -13,6 +16,15 @@ use crate::util::poll;
 pub const ROOT_VAR: &str = "APPROUTER_ROOT";
 /// The variable that names the instance.
 pub const INSTANCE_VAR: &str = "APPROUTER_INSTANCE";
+
+/// The commit the running process of service `name` was started from (its APPROUTER_COMMIT):
+/// what it serves, whatever its checkout holds now.
+pub fn running_commit(layout: &Layout, name: &str) -> Option<String> {
+    let st = status::read(&layout.service(name))
+        .ok()
+        .filter(|st| st.is_up())?;
+    procfs::environ_var(st.pid, COMMIT_VAR).filter(|c| !c.is_empty())
+}
 
 /// Every live process started for instance `name` of `root` (and its children, which inherit
 /// the environment), except ourselves.

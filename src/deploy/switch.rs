@@ -3,15 +3,16 @@
 use anyhow::{bail, Result};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::listener::{self, Listening};
+use super::health::{self, Unhealthy};
+use super::listener;
 use super::load_plan;
-use crate::ext::git;
+use super::processes;
 use crate::ext::hooks::{self, Event};
 use crate::ext::{http, nginx};
 use crate::layout::Layout;
 use crate::plan::{Plan, Slot};
 use crate::state::{self, Held};
-use crate::util::poll;
+use crate::util::{failpoint, poll};
 
 /// How long nginx may take to serve production from the new instance.
 const SERVED_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,28 +41,20 @@ pub fn switch(layout: &Layout, force: bool) -> Result<Switched> {
     let to = plan.active.other();
     let target = plan.prod(to);
     let path = &plan.settings.health_path;
-    // Never, not even with --force: production would go to whoever holds the port.
-    if let Listening::Foreign(who) = listener::of(layout, to.name(), target.port) {
-        bail!(
+    let healthy = match health::check_once(&layout.service(to.name()), target.port, path) {
+        Ok(()) => true,
+        // Never, not even with --force: production would go to whoever holds the port.
+        Err(Unhealthy::Foreign(who)) => bail!(
             "not switching to {}: {}",
             to.name(),
             listener::foreign_message(to.name(), target.port, &who)
-        );
-    }
-    let healthy = match http::get(target.port, path, None, http::REQUEST_TIMEOUT) {
-        Ok(a) if a.status == 200 => true,
-        result if !force => {
-            let why = match result {
-                Ok(a) => format!("{path} answered {}", a.status),
-                Err(e) => e,
-            };
-            bail!(
-                "{} is not healthy ({why}); its log: {}; not switching (use --force to switch anyway)",
-                to.name(),
-                layout.log_current(to.name()).display()
-            );
-        }
-        _ => {
+        ),
+        Err(why) if !force => bail!(
+            "{} is not healthy ({why}); its log: {}; not switching (use --force to switch anyway)",
+            to.name(),
+            layout.log_current(to.name()).display()
+        ),
+        Err(_) => {
             eprintln!(
                 "approuter: {} is not healthy; switching anyway (--force)",
                 to.name()
@@ -69,29 +62,36 @@ pub fn switch(layout: &Layout, force: bool) -> Result<Switched> {
             false
         }
     };
-    let commit = |slot: Slot| {
-        git::inspect(&layout.checkout(plan.prod(slot)))
-            .ok()
-            .map(|c| c.head.to_string())
-    };
-    let (from_commit, to_commit) = (commit(plan.active), commit(to));
-    let held = state::load_held(layout)?;
-    let hold = match (held, from_commit, to_commit) {
-        (Some(h), _, Some(t)) if h.commit == t => HoldChange::Released(h.commit),
+    let (from_commit, to_commit) = (
+        processes::running_commit(layout, plan.active.name()),
+        processes::running_commit(layout, to.name()),
+    );
+    let held_before = state::load_held(layout)?;
+    let hold = match (&held_before, from_commit, to_commit) {
+        (Some(h), _, Some(t)) if h.commit == t => HoldChange::Released(h.commit.clone()),
         (_, Some(f), t) if Some(&f) != t.as_ref() => HoldChange::Set(f),
         _ => HoldChange::None,
     };
-    let hook = switch_to(layout, &plan, to, healthy)?;
-    match &hold {
-        HoldChange::Set(commit) => state::save_held(
+    // A rollback is recorded before production moves: a switch cut short (killed, or nginx slow
+    // to follow) must never leave a rollback that the next sync would undo.
+    if let HoldChange::Set(commit) = &hold {
+        state::save_held(
             layout,
             Some(&Held {
                 commit: commit.clone(),
                 since: unix_now(),
             }),
-        )?,
-        HoldChange::Released(_) => state::save_held(layout, None)?,
-        HoldChange::None => {}
+        )?;
+    }
+    let hook = match switch_to(layout, &plan, to, healthy) {
+        Ok(hook) => hook,
+        Err(e) => {
+            state::save_held(layout, held_before.as_ref())?;
+            return Err(e);
+        }
+    };
+    if let HoldChange::Released(_) = &hold {
+        state::save_held(layout, None)?;
     }
     Ok(Switched { to, hold, hook })
 }
@@ -109,6 +109,7 @@ fn unix_now() -> u64 {
 pub fn switch_to(layout: &Layout, plan: &Plan, to: Slot, verify: bool) -> Result<Vec<String>> {
     let from = plan.active;
     state::save_active(layout, to)?;
+    failpoint::stop_at("after-link");
     // Every nginx worker takes the new link within this time (it caches the file tests).
     std::thread::sleep(nginx::FILE_TESTS_CACHED + Duration::from_millis(100));
     if verify {

@@ -53,7 +53,8 @@ pub fn control_and_wait(
 
 /// `sv restart` and a wait until a new process runs (not the old one, which may still answer on
 /// its port a moment longer).
-pub fn restart_and_wait(name: &str, dir: &Path, timeout: Duration) -> Result<()> {
+/// Returns the new process's pid.
+pub fn restart_and_wait(name: &str, dir: &Path, timeout: Duration) -> Result<u32> {
     let old = status::read(dir).map(|s| s.pid).unwrap_or(0);
     let restarted = control_and_wait(
         &[(name, dir.to_path_buf())],
@@ -64,7 +65,7 @@ pub fn restart_and_wait(name: &str, dir: &Path, timeout: Duration) -> Result<()>
     if !restarted {
         anyhow::bail!("{name} did not restart within {} s", timeout.as_secs());
     }
-    Ok(())
+    Ok(status::read(dir).map(|s| s.pid).unwrap_or(0))
 }
 
 /// Why a control byte could not be written, said so the operator knows what to do.

@@ -413,3 +413,44 @@ pub fn started(alternates: &[&str]) -> (Root, AppRepo, Ports) {
     assert!(o.status.success(), "start: {}", out(&o));
     (root, repo, ports)
 }
+
+/// `approuter sync ARGS...`, with a deadline.
+pub fn sync(root: &Root, args: &[&str]) -> std::process::Output {
+    let mut a = vec!["sync"];
+    a.extend_from_slice(args);
+    root.cmd(&a)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap()
+}
+
+/// `approuter sync ARGS...`, which must succeed; its output.
+#[track_caller]
+pub fn sync_ok(root: &Root, args: &[&str]) -> String {
+    let o = sync(root, args);
+    assert!(o.status.success(), "sync failed: {}", out(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `approuter ARGS...`, which must succeed; its output.
+#[track_caller]
+pub fn cmd_ok(root: &Root, args: &[&str]) -> String {
+    let o = root
+        .cmd(args)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", out(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The version served through nginx on `port`, and which instance served it.
+#[track_caller]
+pub fn page(port: u16, cookie: Option<&str>) -> (String, String) {
+    let r = get(port, "/", cookie).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    (
+        r.header("x-app-version").unwrap_or("").to_string(),
+        r.header("x-served-by").unwrap_or("").to_string(),
+    )
+}

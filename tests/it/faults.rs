@@ -530,3 +530,112 @@ fn hostile_input_never_reaches_nginx_shell_or_cron() {
     let err = one_line_error(&fresh.cmd(&["init", "--repo", "fd::17"]).output().unwrap());
     assert!(err.contains("transports are refused"), "{err}");
 }
+
+/// `approuter ARGS...` stopped at a failpoint, then killed: the moment a command was cut short.
+fn killed_at(root: &Root, args: &[&str], step: &str) {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("approuter"))
+        .arg("--root")
+        .arg(root.path())
+        .args(args)
+        .env("APPROUTER_FAILPOINT", step)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(n > 0, "{args:?} ended before reaching {step}");
+        if line.contains(&format!("failpoint {step}")) {
+            break;
+        }
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+}
+
+/// A sync killed after a failed deploy, before it put the inactive instance back: the next sync
+/// puts it back, and the rollback target is healthy again.
+#[test]
+fn a_failed_deploy_cut_short_is_finished_by_the_next_sync() {
+    let (root, repo, ports) = app::started(&[]);
+    let v1 = app::git(&repo.dir, &["rev-parse", "main"]);
+    repo.commit("main", &[("start", "#!/bin/sh\nexit 3")], "broken");
+    killed_at(&root, &["sync"], "before-restore");
+    assert!(
+        !root.cmd(&["check"]).output().unwrap().status.success(),
+        "instance2 is broken now"
+    );
+    let o = app::sync(&root, &[]);
+    let text = out(&o);
+    assert!(
+        text.contains(&format!("instance2 is back on {}", &v1[..7])),
+        "{text}"
+    );
+    app::cmd_ok(&root, &["check"]);
+    assert_eq!(
+        app::page(ports.listen, None),
+        ("1".into(), "instance1".into())
+    );
+}
+
+/// A sync killed in the middle of moving the production ports: the next one finishes the move.
+#[test]
+fn a_port_move_cut_short_is_finished_by_the_next_sync() {
+    let (root, _repo, ports) = app::started(&[]);
+    let new = app::free_ports(2);
+    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
+    root.write_etc(
+        "approuter.toml",
+        &toml.replace(
+            &format!("prod_ports = [{}, {}]", ports.prod[0], ports.prod[1]),
+            &format!("prod_ports = [{}, {}]", new, new + 1),
+        ),
+    );
+    let load = Load::start(ports.listen, 2);
+    killed_at(&root, &["sync"], "move-before-restart");
+    assert!(
+        ok(ports.listen),
+        "production answers after the sync was killed"
+    );
+    let o = root
+        .cmd(&["sync"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let o = app::sync(&root, &[]);
+    assert!(
+        o.status.success() && out(&o).is_empty(),
+        "nothing left to do: {}",
+        out(&o)
+    );
+    load.more(100);
+    load.finish().assert_none_failed();
+    let long = app::cmd_ok(&root, &["status", "-l"]);
+    assert!(
+        long.contains(&format!("port {new}  role active production"))
+            && long.contains(&format!("port {}  role inactive production", new + 1)),
+        "{long}"
+    );
+    app::cmd_ok(&root, &["check"]);
+}
+
+/// A rollback killed right after production moved: the hold was recorded first, so the next
+/// sync does not undo the rollback.
+#[test]
+fn a_rollback_cut_short_still_holds() {
+    let (root, repo, ports) = app::started(&[]);
+    repo.commit("main", &[("VERSION", "2")], "v2");
+    app::sync_ok(&root, &[]);
+    assert_eq!(app::page(ports.listen, None).0, "2");
+    killed_at(&root, &["switch"], "after-link");
+    wait_for(secs(5), "production on the previous version", || {
+        app::get(ports.listen, "/", None).is_ok_and(|r| r.header("x-app-version") == Some("1"))
+    });
+    let text = app::sync_ok(&root, &["-v"]);
+    assert!(text.contains("production: held at"), "{text}");
+    assert_eq!(app::page(ports.listen, None).0, "1");
+}

@@ -4,18 +4,8 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
-use crate::app::{configure, get, out, AppRepo};
+use crate::app::{cmd_ok, configure, get, out, AppRepo};
 use crate::util::{environ, one_line_error, secs, uid_of, wait_for, Root, TestUser};
-
-fn cmd_ok(root: &Root, args: &[&str]) -> String {
-    let o = root
-        .cmd(args)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{args:?}: {}", out(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn pid(root: &Root, svc: &str) -> u32 {
     fs::read_to_string(root.var(&format!("service/{svc}/supervise/pid")))

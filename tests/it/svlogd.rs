@@ -839,13 +839,29 @@ fn kill_9_of_the_logger_loses_no_line() {
             &tmp.path().join("err"),
         )
     };
-    for _ in 0..12 {
+    // Loggers are killed one after the other, each once it has written something more, until
+    // the writer is done (it blocks while no logger reads): every kill lands mid-stream.
+    let written = || -> u64 {
+        fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let mut kills = 0;
+    while !writer.is_finished() {
+        let before = written();
         let mut p = spawn();
-        std::thread::sleep(Duration::from_millis(30));
+        wait_for(DEADLINE, "the logger to write more", || {
+            written() > before || writer.is_finished()
+        });
         p.signal(Signal::SIGKILL);
         p.wait(DEADLINE);
+        kills += 1;
     }
     writer.join().unwrap();
+    assert!(kills >= 3, "only {kills} loggers were killed mid-stream");
     // The last logger reads to the end: the test's copy of the read end is the only one left
     // once it is dropped, and the write end is closed.
     let mut last = spawn();

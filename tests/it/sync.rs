@@ -3,32 +3,8 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use crate::app::{self, configure, get, out, started, AppRepo, Load};
+use crate::app::{self, configure, out, page, started, sync, sync_ok, AppRepo, Load};
 use crate::util::{approuter_exe, processes_under, secs, wait_for, write_exec, Root};
-
-fn sync(root: &Root, args: &[&str]) -> std::process::Output {
-    let mut a = vec!["sync"];
-    a.extend_from_slice(args);
-    root.cmd(&a)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap()
-}
-
-fn sync_ok(root: &Root) -> String {
-    let o = sync(root, &[]);
-    assert!(o.status.success(), "sync failed: {}", out(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn page(port: u16, cookie: Option<&str>) -> (String, String) {
-    let r = get(port, "/", cookie).unwrap();
-    assert_eq!(r.status, 200, "{r:?}");
-    (
-        r.header("x-app-version").unwrap_or("").to_string(),
-        r.header("x-served-by").unwrap_or("").to_string(),
-    )
-}
 
 fn which_prod(root: &Root) -> String {
     String::from_utf8_lossy(&root.cmd(&["which-prod"]).output().unwrap().stdout)
@@ -40,7 +16,11 @@ fn which_prod(root: &Root) -> String {
 fn nothing_new_is_a_quiet_no_op() {
     let (root, _repo, ports) = started(&["beta"]);
     let before = page(ports.listen, None);
-    assert_eq!(sync_ok(&root), "", "a sync with nothing to do says nothing");
+    assert_eq!(
+        sync_ok(&root, &[]),
+        "",
+        "a sync with nothing to do says nothing"
+    );
     let o = sync(&root, &["-v"]);
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
@@ -59,7 +39,7 @@ fn ten_production_updates_under_load_lose_no_request() {
     for v in 2..=11 {
         let version = v.to_string();
         let head = repo.commit("main", &[("VERSION", &version)], &format!("version {v}"));
-        let text = sync_ok(&root);
+        let text = sync_ok(&root, &[]);
         assert!(
             text.contains(&format!("-> {} on instance", &head[..7])),
             "{text}"
@@ -134,7 +114,7 @@ fn broken_commit_never_goes_live_and_is_not_retried() {
 
     // A fixed commit deploys normally.
     let good = repo.commit("main", &[("VERSION", "3"), ("HEALTH", "200")], "fixed");
-    let text = sync_ok(&root);
+    let text = sync_ok(&root, &[]);
     assert!(text.contains(&good[..7]), "{text}");
     assert_eq!(
         page(ports.listen, None),
@@ -153,7 +133,7 @@ fn alternates_follow_their_branch_and_the_configuration() {
 
     // The branch moves: replaced at once.
     let head = repo.commit("beta", &[("VERSION", "3-beta")], "beta 3");
-    let text = sync_ok(&root);
+    let text = sync_ok(&root, &[]);
     assert!(
         text.contains("alternate beta: ")
             && text.contains(&format!("-> {}, restarted, healthy", &head[..7])),
@@ -169,7 +149,7 @@ fn alternates_follow_their_branch_and_the_configuration() {
         "gamma",
     );
     root.write_etc("alternates.conf", "gamma\n");
-    let text = sync_ok(&root);
+    let text = sync_ok(&root, &[]);
     assert!(text.contains("alternate gamma added"), "{text}");
     assert!(text.contains("alternate beta removed"), "{text}");
     assert_eq!(
@@ -200,7 +180,7 @@ fn changed_prod_branch_goes_through_the_health_gated_switch() {
     repo.commit("release", &[("VERSION", "5-release")], "release");
     root.write_etc("prod_branch", "release\n");
     let load = Load::start(ports.listen, 2);
-    let text = sync_ok(&root);
+    let text = sync_ok(&root, &[]);
     assert!(
         text.contains("on instance2") && text.contains("switched"),
         "{text}"
@@ -256,6 +236,17 @@ fn blocked_on_a_lock(pid: u32) {
     });
 }
 
+/// Waits until the kernel lists `pid` as holding an flock (in /proc/locks, without "->").
+fn holds_the_lock(pid: u32) {
+    let pid = pid.to_string();
+    wait_for(secs(10), &format!("pid {pid} to hold the lock"), || {
+        fs::read_to_string("/proc/locks").unwrap().lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"FLOCK") && f.get(4) == Some(&pid.as_str())
+        })
+    });
+}
+
 /// Reads a child's stdout until a line contains `what`.
 fn read_until(child: &mut std::process::Child, what: &str) {
     use std::io::BufRead;
@@ -276,59 +267,73 @@ fn read_until(child: &mut std::process::Child, what: &str) {
 #[test]
 fn one_lock_for_every_state_change() {
     let (root, repo, ports) = started(&[]);
-    // A sync stopped midway (at a failpoint) holds approuter's lock, as a slow one would.
-    let v2 = repo.commit("main", &[("VERSION", "2")], "v2");
-    let mut slow = spawn(&root, &["sync"], &[("APPROUTER_FAILPOINT", "after-fetch")]);
-    read_until(&mut slow, "failpoint after-fetch");
+    // A sync stopped midway (at a failpoint) holds approuter's lock.
+    repo.commit("main", &[("VERSION", "2")], "v2");
+    let mut stuck = spawn(&root, &["sync"], &[("APPROUTER_FAILPOINT", "after-fetch")]);
+    read_until(&mut stuck, "failpoint after-fetch");
 
-    // Cron's next sync leaves it to finish, quietly and with status 0.
-    let t = Instant::now();
+    // Cron's next sync leaves it to finish, quietly and with status 0 (it does not wait: the
+    // stuck one never finishes).
     let o = sync(&root, &[]);
     assert!(o.status.success(), "{}", out(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains(&format!(
             "another sync is running (approuter sync (pid {}))",
-            slow.id()
+            stuck.id()
         )),
         "{text}"
     );
-    assert!(t.elapsed() < Duration::from_secs(3));
-
-    // switch --no-wait refuses, naming the sync; switch waits for it.
+    // switch --no-wait refuses, naming the sync.
     let o = root.cmd(&["--no-wait", "switch"]).output().unwrap();
     let err = crate::util::one_line_error(&o);
     assert!(
-        err.contains(&format!("approuter sync (pid {})", slow.id())),
+        err.contains(&format!("approuter sync (pid {})", stuck.id())),
         "{err}"
     );
+    stuck.kill().unwrap();
+    stuck.wait().unwrap();
+
+    // A slow sync (the new version takes two seconds to start) and a switch run during it: the
+    // switch waits, then rolls back what the sync deployed, instead of switching to the instance
+    // the sync is resetting.
+    let v3 = repo.commit(
+        "main",
+        &[
+            ("VERSION", "3"),
+            ("start", "#!/bin/sh\nsleep 2\nexec python3 server.py \"$1\""),
+        ],
+        "v3, slow to start",
+    );
+    let mut slow = spawn(&root, &["sync"], &[]);
+    holds_the_lock(slow.id());
     let mut switch = spawn(&root, &["switch"], &[]);
     blocked_on_a_lock(switch.id());
+    let mut status = None;
+    wait_for(secs(60), "the slow sync to finish", || {
+        status = slow.try_wait().unwrap();
+        status.is_some()
+    });
+    let sync_out = String::from_utf8_lossy(&slow.wait_with_output().unwrap().stdout).into_owned();
+    assert!(status.unwrap().success(), "{sync_out}");
     assert!(
-        switch.try_wait().unwrap().is_none(),
-        "switch waits for the sync"
+        sync_out.contains(&format!("-> {} on instance2", &v3[..7]))
+            && sync_out.contains("switched"),
+        "{sync_out}"
     );
-    let mut waiting = spawn(&root, &["sync", "--wait"], &[]);
-    blocked_on_a_lock(waiting.id());
-
-    // The slow sync is killed: the waiting commands go on, one at a time.
-    slow.kill().unwrap();
-    slow.wait().unwrap();
-    for child in [&mut switch, &mut waiting] {
-        let mut status = None;
-        wait_for(secs(60), "the waiting commands to finish", || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        });
-        assert!(status.unwrap().success());
-    }
-    // Both happened, whichever got the lock first: v2 is deployed on one instance, and production
-    // is where the last of them put it.
-    let served = page(ports.listen, None);
-    let which = which_prod(&root);
-    assert_eq!(served.1, which);
-    let long = out(&root.cmd(&["status", "-l"]).output().unwrap());
-    assert!(long.contains(&format!("commit {}", &v2[..7])), "{long}");
+    wait_for(secs(30), "the switch to finish", || {
+        switch.try_wait().unwrap().is_some()
+    });
+    let o = switch.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("waiting for approuter sync")
+            && out(&o).contains(&format!("rolled back from {}", &v3[..7])),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(page(ports.listen, None), ("1".into(), "instance1".into()));
+    assert_eq!(which_prod(&root), "instance1");
 
     // Anything else holding the lock is named, and sync fails: cron's deploys must not stop
     // silently.
@@ -348,7 +353,7 @@ fn one_lock_for_every_state_change() {
 fn an_unreachable_remote_changes_nothing() {
     let (root, repo, ports) = started(&[]);
     repo.commit("main", &[("VERSION", "2")], "v2");
-    sync_ok(&root);
+    sync_ok(&root, &[]);
     assert_eq!(page(ports.listen, None).0, "2");
 
     // The remote goes away: a clear error, nothing touched, and it works again when it is back.
@@ -364,7 +369,7 @@ fn an_unreachable_remote_changes_nothing() {
     assert_eq!(page(ports.listen, None).0, "2");
     fs::rename(&away, &repo.dir).unwrap();
     repo.commit("main", &[("VERSION", "3")], "v3");
-    sync_ok(&root);
+    sync_ok(&root, &[]);
     assert_eq!(page(ports.listen, None).0, "3");
 }
 
@@ -404,8 +409,16 @@ fn dry_run_changes_nothing_and_hooks_report_without_blocking() {
     assert!(text.contains("would update alternate beta"), "{text}");
     assert_eq!(page(ports.listen, None).0, "1", "nothing changed");
     assert!(!record.exists());
+    // A change of approuter.toml is shown too, and applied by the sync that follows.
+    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
+    root.write_etc(
+        "approuter.toml",
+        &format!("{toml}server_name = \"example.test _\"\n"),
+    );
+    let text = sync_ok(&root, &["--dry-run"]);
+    assert!(text.contains("would update nginx configuration"), "{text}");
 
-    let text = sync_ok(&root);
+    let text = sync_ok(&root, &[]);
     assert!(
         text.contains("hook deployed: hello from the hook"),
         "{text}"
@@ -481,7 +494,7 @@ fn sync_restarts_a_supervisor_that_was_killed() {
             .starts_with(b"[-")
     });
     repo.commit("main", &[("VERSION", "2")], "v2");
-    let text = sync_ok(&root);
+    let text = sync_ok(&root, &[]);
     assert!(text.contains("starting it again"), "{text}");
     assert_eq!(page(ports.listen, None).0, "2");
     wait_for(secs(10), "every service as it wants to be", || {

@@ -9,18 +9,19 @@ use std::time::{Duration, Instant};
 use super::decide::{Action, Note};
 use super::report::Report;
 use crate::config::Config;
-use crate::deploy::environment::{self, log_tail};
+use crate::deploy::environment::{self, log_tail, LOG_TAIL_LINES};
 use crate::deploy::health::{self, Target, Unhealthy};
+use crate::deploy::listener::{self, Listening};
 use crate::deploy::{checkouts, generate, processes, switch};
 use crate::ext::git::{self, Checkout};
 use crate::ext::hooks::Event;
 use crate::ext::{http, procfs};
 use crate::layout::Layout;
-use crate::plan::{Plan, Slot};
+use crate::plan::{Plan, Role, Slot, NGINX};
 use crate::render::Host;
-use crate::state;
+use crate::state::{self, Failed};
 use crate::supervise::client;
-use crate::util::poll;
+use crate::util::{failpoint, poll};
 
 /// What every step needs. `plan` follows the changes a sync makes (active instance, ports).
 pub struct Ctx<'a> {
@@ -35,20 +36,6 @@ pub struct Ctx<'a> {
 
 /// Fetches of alternates go in parallel, this many at a time: each talks to the remote.
 const PARALLEL_FETCHES: usize = 8;
-/// How many lines of a failing instance's log a report shows.
-const LOG_TAIL_LINES: usize = 5;
-
-/// Fault injection for the fault suite: with `APPROUTER_FAILPOINT=<step>` in its environment,
-/// sync stops at that step of a production update (after-fetch, after-reset, health-wait,
-/// after-switch) and waits to be killed, so a test can end it at an exact point.
-fn failpoint(r: &Report, step: &str) {
-    if std::env::var("APPROUTER_FAILPOINT").as_deref() == Ok(step) {
-        r.say(&format!("failpoint {step}: waiting to be killed"));
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        }
-    }
-}
 
 impl Ctx<'_> {
     fn grace(&self) -> u64 {
@@ -60,32 +47,60 @@ impl Ctx<'_> {
         Duration::from_secs(self.grace() + 10)
     }
 
-    fn health_timeout(&self) -> Duration {
-        Duration::from_secs(self.plan.settings.health_timeout_secs)
-    }
-
-    fn target(&self, name: &str, port: u16, from: Instant) -> Target {
+    fn target(&self, name: &str, port: u16, pid: Option<u32>) -> Target {
         Target {
             name: name.to_string(),
             port,
-            deadline: from + self.health_timeout(),
+            deadline: Instant::now() + Duration::from_secs(self.plan.settings.health_timeout_secs),
             watch: Some(self.layout.service(name)),
+            pid,
         }
     }
 
-    /// Restarts a service so it runs what is now in its checkout (or on its new port).
-    fn restart(&self, name: &str) -> Result<()> {
+    /// Restarts a service so it runs what is now in its checkout (or on its new port); returns
+    /// its new process.
+    fn restart(&self, name: &str) -> Result<u32> {
         client::restart_and_wait(name, &self.layout.service(name), self.restart_timeout())
             .map_err(|e| anyhow!("{e:#}; see {}", self.layout.log_current(name).display()))
     }
 
     /// Restarts an instance and waits until it answers its health path, or its process ends.
     fn restart_healthy(&self, name: &str, port: u16) -> Result<Result<Duration, Unhealthy>> {
-        self.restart(name)?;
+        let pid = self.restart(name)?;
         Ok(health::wait_one(
-            self.target(name, port, Instant::now()),
+            self.target(name, port, Some(pid)),
             &self.plan.settings.health_path,
         ))
+    }
+
+    /// Does `slot` answer its health path now, from its own processes?
+    fn answers(&self, slot: Slot) -> bool {
+        health::check_once(
+            &self.layout.service(slot.name()),
+            self.plan.prod(slot).port,
+            &self.plan.settings.health_path,
+        )
+        .is_ok()
+    }
+
+    /// Production to `to`, as `approuter switch` does it, and what the hook said.
+    fn switch(&mut self, to: Slot) -> Result<()> {
+        let hook = switch::switch_to(self.layout, &self.plan, to, true)?;
+        self.plan.active = to;
+        self.r.lines(hook);
+        Ok(())
+    }
+
+    /// A commit went live on `to`: nothing is held back any more, and the hook hears of it.
+    fn went_live(&mut self, to: Slot, from: Oid, target: Oid) -> Result<()> {
+        state::save_failed(self.layout, None)?;
+        state::save_held(self.layout, None)?;
+        self.r.hook(
+            self.layout,
+            Event::Deployed,
+            &[to.name(), &from.to_string(), &target.to_string()],
+        );
+        Ok(())
     }
 
     /// Says why an instance is not healthy, with the last lines of its log.
@@ -102,10 +117,22 @@ impl Ctx<'_> {
         let plan = self.plan.without(&self.skip);
         generate::regenerate_plan(self.layout, self.config, &plan)
     }
+
+    /// A production action decided for the inactive instance finds it active (a port move that
+    /// did not finish left production there): it is not touched.
+    fn is_active(&mut self, slot: Slot) -> bool {
+        if slot == self.plan.active {
+            self.r.fail(&format!(
+                "production: {} serves production now (a port move did not finish), so it is not touched this time",
+                slot.name()
+            ));
+        }
+        slot == self.plan.active
+    }
 }
 
-/// Does every action, in order. Alternates that moved are collected and replaced together at the
-/// end, their fetches in parallel.
+/// Does every action, in order. Alternates that moved are collected and replaced together, their
+/// fetches in parallel, before the last check.
 pub fn apply(ctx: &mut Ctx, actions: Vec<Action>) -> Result<()> {
     let mut added: Vec<(String, String, Oid)> = Vec::new();
     let mut removed: Vec<(String, Option<u16>)> = Vec::new();
@@ -133,22 +160,18 @@ pub fn apply(ctx: &mut Ctx, actions: Vec<Action>) -> Result<()> {
                 ctx.skip.extend(skip);
                 configuration(ctx, &added, &removed)?;
             }
-            Action::MoveProductionPort {
-                slot,
-                from,
-                to,
-                switch_away,
-            } => move_port(ctx, slot, from, to, switch_away)?,
+            Action::MoveProductionPort { slot, from, to, .. } => move_port(ctx, slot, from, to)?,
             Action::DeployProduction {
                 to,
                 branch,
                 from,
+                target,
                 restore,
-                ..
-            } => deploy_production(ctx, to, &branch, from, restore)?,
+            } => deploy_production(ctx, to, &branch, from, target, restore)?,
             Action::SwitchProduction { to, from, target } => {
                 switch_production(ctx, to, from, target)?
             }
+            Action::RecoverInactive { slot, to } => recover_inactive(ctx, slot, to)?,
             Action::UpdateAlternate {
                 name,
                 branch,
@@ -156,14 +179,12 @@ pub fn apply(ctx: &mut Ctx, actions: Vec<Action>) -> Result<()> {
                 target,
             } => updates.push((name, branch, from, target)),
             Action::CheckProduction => {
-                update_alternates(ctx, &updates);
-                updates.clear();
+                update_alternates(ctx, &std::mem::take(&mut updates))?;
                 check_production(ctx);
             }
         }
     }
-    update_alternates(ctx, &updates);
-    Ok(())
+    update_alternates(ctx, &updates)
 }
 
 /// The supervisor is gone though approuter was started: a new one, and a wait until what it
@@ -192,8 +213,9 @@ fn start_supervisor(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Generated files brought in line (svscan and nginx told), then added alternates waited for and
-/// removed ones cleaned up.
+/// Generated files brought in line (svscan and nginx told); instances whose run script changed
+/// (a setting such as `user` or `path`) restarted so that it applies; added alternates waited
+/// for, removed ones cleaned up.
 fn configuration(
     ctx: &mut Ctx,
     added: &[(String, String, Oid)],
@@ -204,15 +226,18 @@ fn configuration(
     let changes = ctx.regenerate()?;
     if changes.nginx_changed && removed.is_empty() && changes.added.is_empty() {
         ctx.r
-            .say("nginx configuration brought in line with the recorded state");
+            .say("nginx configuration brought in line with the configuration");
+    }
+    for name in &changes.updated {
+        restart_updated(ctx, name)?;
     }
     // New alternates start once svscan has seen their directories (regenerate told it).
-    let now = Instant::now();
     let targets: Vec<Target> = added
         .iter()
         .filter_map(|(name, _, _)| ctx.plan.instance(name))
-        .map(|i| ctx.target(&i.name, i.port, now))
+        .map(|i| ctx.target(&i.name, i.port, None))
         .collect();
+    let now = Instant::now();
     let results = health::wait_all(&targets, &ctx.plan.settings.health_path, now, &|_, _| {});
     for ((name, branch, oid), h) in added.iter().zip(results) {
         match h {
@@ -232,9 +257,9 @@ fn configuration(
         }
     }
     for (name, port) in removed {
-        // The routing is gone and svscan was told to stop it. What of it is still running after
-        // the stop grace (a process that left its service's session) is ended; once its port is
-        // free, the checkout goes too. Its logs stay in managed/var/log/<name>/.
+        // nginx no longer routes to it and svscan was told to stop it. What of it is still
+        // running after the stop grace (a process that left its service's session) is ended;
+        // once its port is free, the checkout goes too. Its logs stay in managed/var/log/<name>/.
         let escaped = processes::end(ctx.layout.root(), name, Duration::from_secs(ctx.grace()));
         if escaped > 0 {
             ctx.r.say(&format!(
@@ -259,57 +284,99 @@ fn configuration(
     Ok(())
 }
 
-/// Is `slot` healthy on the port the plan gives it now?
-fn answers(ctx: &Ctx, slot: Slot) -> bool {
-    http::get(
-        ctx.plan.prod(slot).port,
-        &ctx.plan.settings.health_path,
-        None,
-        http::REQUEST_TIMEOUT,
-    )
-    .is_ok_and(|a| a.status == 200)
+/// A service whose run script changed runs the old one until it is restarted: an alternate at
+/// once, a production instance without production ever going down.
+fn restart_updated(ctx: &mut Ctx, name: &str) -> Result<()> {
+    let Some(inst) = ctx.plan.instance(name).cloned() else {
+        // nginx's own run script: nginx reloads when its configuration changes, and its command
+        // line changes only with nginx itself; the next start of the supervisor applies it.
+        if name != NGINX {
+            ctx.r.say(&format!("{name}: run script updated"));
+        }
+        return Ok(());
+    };
+    match inst.role {
+        Role::Alternate { .. } => match ctx.restart_healthy(name, inst.port)? {
+            Ok(took) => ctx.r.say(&format!(
+                "alternate {name}: restarted for its new settings, healthy after {:.1}s",
+                took.as_secs_f64()
+            )),
+            Err(why) => ctx.fail_with_log(
+                &format!("alternate {name}: restarted for its new settings, not healthy ({why})"),
+                name,
+            ),
+        },
+        Role::Prod(slot) => {
+            restart_in_place(ctx, slot, "its new settings")?;
+        }
+    }
+    Ok(())
 }
 
-/// Moves a production instance to its new port: the active one hands production to the other
-/// first (which must be healthy) and takes it back once it answers on the new port.
-fn move_port(ctx: &mut Ctx, slot: Slot, from: u16, to: u16, switch_away: bool) -> Result<()> {
-    let other = slot.other();
-    if switch_away {
-        if !answers(ctx, other) {
+/// Restarts a production instance with production answering throughout: the active one first
+/// hands production to the other (which must be healthy) and takes it back once it answers.
+/// False when it did not come back healthy.
+fn restart_in_place(ctx: &mut Ctx, slot: Slot, why: &str) -> Result<bool> {
+    let away = slot == ctx.plan.active;
+    if away {
+        if !ctx.answers(slot.other()) {
             ctx.r.fail(&format!(
-                "production: cannot move {} to port {to}: {}, which would serve production meanwhile, is not healthy; it stays on port {from}",
+                "production: {} was not restarted for {why}: {}, which would serve production meanwhile, does not answer",
                 slot.name(),
-                other.name()
+                slot.other().name()
+            ));
+            return Ok(false);
+        }
+        ctx.switch(slot.other())?;
+    }
+    let port = ctx.plan.prod(slot).port;
+    failpoint::stop_at("move-before-restart");
+    match ctx.restart_healthy(slot.name(), port)? {
+        Ok(took) => {
+            ctx.r.say(&format!(
+                "production: {} restarted for {why}, healthy after {:.1}s",
+                slot.name(),
+                took.as_secs_f64()
+            ));
+            if away {
+                ctx.switch(slot)?;
+            }
+            Ok(true)
+        }
+        Err(e) => {
+            ctx.fail_with_log(
+                &format!(
+                    "production: {} restarted for {why} but is not healthy ({e}); its log: {}",
+                    slot.name(),
+                    ctx.layout.log_current(slot.name()).display()
+                ),
+                slot.name(),
+            );
+            Ok(false)
+        }
+    }
+}
+
+/// Moves a production instance to its new port (only a port that is free, or its own).
+fn move_port(ctx: &mut Ctx, slot: Slot, from: u16, to: u16) -> Result<()> {
+    let holders = procfs::listeners(to);
+    if !holders.is_empty() {
+        if let Listening::Foreign(who) = listener::of(ctx.layout, slot.name(), to) {
+            ctx.r.fail(&format!(
+                "production: {} stays on port {from}: {}",
+                slot.name(),
+                listener::foreign_message(slot.name(), to, &who)
             ));
             return Ok(());
         }
-        let hook = switch::switch_to(ctx.layout, &ctx.plan, other, true)?;
-        ctx.plan.active = other;
-        ctx.r.lines(hook);
     }
     ctx.plan = ctx.plan.with_prod_port(slot, to);
     ctx.regenerate()?;
-    let name = slot.name();
-    match ctx.restart_healthy(name, to)? {
-        Ok(took) => ctx.r.say(&format!(
-            "production: {name} moved from port {from} to {to}, healthy after {:.1}s",
-            took.as_secs_f64()
-        )),
-        Err(why) => {
-            ctx.fail_with_log(
-                &format!(
-                    "production: {name} moved from port {from} to {to} but is not healthy there ({why}); its log: {}",
-                    ctx.layout.log_current(name).display()
-                ),
-                name,
-            );
-            return Ok(());
-        }
-    }
-    if switch_away {
-        let hook = switch::switch_to(ctx.layout, &ctx.plan, slot, true)?;
-        ctx.plan.active = slot;
-        ctx.r.lines(hook);
+    if restart_in_place(ctx, slot, &format!("its new port {to}"))? {
+        ctx.r.say(&format!(
+            "production: {} moved from port {from} to {to}",
+            slot.name()
+        ));
     }
     Ok(())
 }
@@ -322,14 +389,18 @@ fn deploy_production(
     to: Slot,
     branch: &str,
     from: Oid,
+    target: Oid,
     restore: Option<Checkout>,
 ) -> Result<()> {
+    if ctx.is_active(to) {
+        return Ok(());
+    }
     let active = to.other();
     let inst = ctx.plan.prod(to).clone();
     let dir = ctx.layout.checkout(&inst);
     let begin = Instant::now();
     let fetched = git::fetch(&dir, ctx.url, branch).and_then(|oid| {
-        failpoint(ctx.r, "after-fetch");
+        failpoint::stop_at("after-fetch");
         git::checkout(&dir, ctx.url, branch, oid)?;
         checkouts::hand_over(&ctx.plan.settings, &dir)?;
         Ok(oid)
@@ -343,21 +414,17 @@ fn deploy_production(
             return Ok(());
         }
     };
-    failpoint(ctx.r, "after-reset");
-    ctx.restart(&inst.name)?;
-    failpoint(ctx.r, "health-wait");
+    failpoint::stop_at("after-reset");
+    let pid = ctx.restart(&inst.name)?;
+    failpoint::stop_at("health-wait");
     let result = health::wait_one(
-        ctx.target(&inst.name, inst.port, Instant::now()),
+        ctx.target(&inst.name, inst.port, Some(pid)),
         &ctx.plan.settings.health_path,
     );
     match result {
         Ok(took) => {
-            let hook = switch::switch_to(ctx.layout, &ctx.plan, to, true)?;
-            ctx.plan.active = to;
-            ctx.r.lines(hook);
-            failpoint(ctx.r, "after-switch");
-            state::save_failed(ctx.layout, None)?;
-            state::save_held(ctx.layout, None)?;
+            ctx.switch(to)?;
+            failpoint::stop_at("after-switch");
             ctx.r.say(&format!(
                 "production: {} -> {} on {}, healthy after {:.1}s, switched ({:.1}s in all); {} keeps {} for `approuter switch`",
                 git::short(from),
@@ -368,14 +435,18 @@ fn deploy_production(
                 active.name(),
                 git::short(from)
             ));
-            ctx.r.hook(
-                ctx.layout,
-                Event::Deployed,
-                &[to.name(), &from.to_string(), &oid.to_string()],
-            );
+            ctx.went_live(to, from, oid)?;
         }
         Err(why) => {
-            state::save_failed(ctx.layout, Some(&oid.to_string()))?;
+            // The commit is recorded with what the instance goes back to: a sync cut short
+            // before it has done so leaves the next one enough to finish it.
+            state::save_failed(
+                ctx.layout,
+                Some(&Failed {
+                    commit: oid.to_string(),
+                    restore: restore.as_ref().map(|r| r.head),
+                }),
+            )?;
             let timeout = match why {
                 Unhealthy::Timeout(_) => {
                     format!(" after {}s", ctx.plan.settings.health_timeout_secs)
@@ -398,22 +469,19 @@ fn deploy_production(
                 Event::DeployFailed,
                 &[to.name(), &oid.to_string()],
             );
+            let _ = target;
+            failpoint::stop_at("before-restore");
             if let Some(before) = restore {
-                restore_rollback_target(ctx, to, branch, &before)?;
+                put_back(ctx, to, branch, &before)?;
             }
         }
     }
     Ok(())
 }
 
-/// After a failed deploy, the inactive instance goes back to the commit it ran, restarted and
+/// The inactive instance goes back to the commit it ran (after a failed deploy), restarted and
 /// healthy: the rollback target is kept.
-fn restore_rollback_target(
-    ctx: &mut Ctx,
-    slot: Slot,
-    branch: &str,
-    before: &Checkout,
-) -> Result<()> {
+fn put_back(ctx: &mut Ctx, slot: Slot, branch: &str, before: &Checkout) -> Result<()> {
     let inst = ctx.plan.prod(slot).clone();
     let dir = ctx.layout.checkout(&inst);
     let url = before.origin.as_deref().unwrap_or(ctx.url);
@@ -447,13 +515,51 @@ fn restore_rollback_target(
     Ok(())
 }
 
+/// The inactive instance does not answer: put back on `to` when a failed deploy left it on the
+/// failed commit, else restarted as it is.
+fn recover_inactive(ctx: &mut Ctx, slot: Slot, to: Option<Oid>) -> Result<()> {
+    if ctx.is_active(slot) {
+        return Ok(());
+    }
+    let inst = ctx.plan.prod(slot).clone();
+    if let Some(to) = to {
+        let co = git::inspect(&ctx.layout.checkout(&inst))?;
+        let before = Checkout { head: to, ..co };
+        let branch = before.branch.clone().unwrap_or_default();
+        return put_back(ctx, slot, &branch, &before);
+    }
+    match ctx.restart_healthy(&inst.name, inst.port)? {
+        Ok(took) => ctx.r.say(&format!(
+            "production: {} (the rollback target) did not answer; restarted, healthy after {:.1}s",
+            inst.name,
+            took.as_secs_f64()
+        )),
+        Err(why) => ctx.fail_with_log(
+            &format!(
+                "production: {} (the rollback target) does not answer, and a restart did not help ({why}); its log: {}",
+                inst.name,
+                ctx.layout.log_current(&inst.name).display()
+            ),
+            &inst.name,
+        ),
+    }
+    Ok(())
+}
+
 /// The inactive instance already runs the head and is healthy: production switches to it.
 fn switch_production(ctx: &mut Ctx, to: Slot, from: Oid, target: Oid) -> Result<()> {
-    let hook = switch::switch_to(ctx.layout, &ctx.plan, to, true)?;
-    ctx.plan.active = to;
-    ctx.r.lines(hook);
-    state::save_failed(ctx.layout, None)?;
-    state::save_held(ctx.layout, None)?;
+    if ctx.is_active(to) {
+        return Ok(());
+    }
+    if !ctx.answers(to) {
+        ctx.r.fail(&format!(
+            "production: {} runs {} but stopped answering; not switched (the next sync deploys it)",
+            to.name(),
+            git::short(target)
+        ));
+        return Ok(());
+    }
+    ctx.switch(to)?;
     ctx.r.say(&format!(
         "production: {} -> {}: {} already ran it and is healthy; switched, nothing restarted; {} keeps {} for `approuter switch`",
         git::short(from),
@@ -462,18 +568,13 @@ fn switch_production(ctx: &mut Ctx, to: Slot, from: Oid, target: Oid) -> Result<
         to.other().name(),
         git::short(from)
     ));
-    ctx.r.hook(
-        ctx.layout,
-        Event::Deployed,
-        &[to.name(), &from.to_string(), &target.to_string()],
-    );
-    Ok(())
+    ctx.went_live(to, from, target)
 }
 
 /// Alternates whose branch moved are replaced at once: fetched (in parallel), reset, restarted.
-fn update_alternates(ctx: &mut Ctx, updates: &[(String, String, Oid, Oid)]) {
+fn update_alternates(ctx: &mut Ctx, updates: &[(String, String, Oid, Oid)]) -> Result<()> {
     if updates.is_empty() {
-        return;
+        return Ok(());
     }
     let layout = ctx.layout;
     let url = ctx.url;
@@ -501,19 +602,20 @@ fn update_alternates(ctx: &mut Ctx, updates: &[(String, String, Oid, Oid)]) {
             })
             .collect()
     });
+    let mut targets: Vec<Target> = Vec::new();
     let mut restarted: Vec<(&str, Oid, Oid)> = Vec::new();
     for ((name, _, from, _), result) in updates.iter().zip(results) {
-        match result.and_then(|oid| ctx.restart(name).map(|()| oid)) {
-            Ok(oid) => restarted.push((name, *from, oid)),
+        match result.and_then(|oid| ctx.restart(name).map(|pid| (oid, pid))) {
+            Ok((oid, pid)) => {
+                if let Some(i) = ctx.plan.instance(name) {
+                    targets.push(ctx.target(name, i.port, Some(pid)));
+                    restarted.push((name, *from, oid));
+                }
+            }
             Err(e) => ctx.r.fail(&format!("alternate {name}: {e:#}")),
         }
     }
     let since = Instant::now();
-    let targets: Vec<Target> = restarted
-        .iter()
-        .filter_map(|(name, _, _)| ctx.plan.instance(name))
-        .map(|i| ctx.target(&i.name, i.port, since))
-        .collect();
     let results = health::wait_all(&targets, &ctx.plan.settings.health_path, since, &|_, _| {});
     for ((name, from, oid), took) in restarted.iter().zip(results) {
         match took {
@@ -539,26 +641,38 @@ fn update_alternates(ctx: &mut Ctx, updates: &[(String, String, Oid, Oid)]) {
             &[name, &from.to_string(), &oid.to_string()],
         );
     }
+    Ok(())
 }
 
-/// Production must answer through nginx, from the active instance: a sync never ends in success
-/// while it does not.
+/// Production must answer through nginx, from the active instance, and the other instance (the
+/// rollback target) must answer too: a sync never ends in success while either does not.
 fn check_production(ctx: &mut Ctx) {
     let s = &ctx.plan.settings;
     let want = ctx.plan.active.name();
     let answer = http::get(s.listen_port, &s.health_path, None, http::REQUEST_TIMEOUT);
     let problem = match &answer {
-        Ok(a) if a.status == 200 && a.served_by.as_deref() == Some(want) => return,
-        Ok(a) if a.status == 200 => format!(
+        Ok(a) if a.status == 200 && a.served_by.as_deref() == Some(want) => None,
+        Ok(a) if a.status == 200 => Some(format!(
             "it was served by {} instead of {want}",
             a.served_by.as_deref().unwrap_or("(nobody)")
-        ),
-        Ok(a) => format!("{} answered {}", s.health_path, a.status),
-        Err(e) => e.clone(),
+        )),
+        Ok(a) => Some(format!("{} answered {}", s.health_path, a.status)),
+        Err(e) => Some(e.clone()),
     };
-    ctx.r.fail(&format!(
-        "production does not answer through nginx on port {}: {problem}; see `approuter check` and {}",
-        s.listen_port,
-        ctx.layout.log_current(crate::plan::NGINX).display()
-    ));
+    if let Some(problem) = problem {
+        let line = format!(
+            "production does not answer through nginx on port {}: {problem}; see `approuter check` and {}",
+            s.listen_port,
+            ctx.layout.log_current(NGINX).display()
+        );
+        ctx.r.fail(&line);
+    }
+    let other = ctx.plan.active.other();
+    if !ctx.answers(other) {
+        ctx.r.fail(&format!(
+            "production: {} (the rollback target) does not answer its health path: `approuter switch` would have nothing to go back to; see `approuter check` and {}",
+            other.name(),
+            ctx.layout.log_current(other.name()).display()
+        ));
+    }
 }

@@ -8,7 +8,7 @@ use crate::deploy::checkouts::production_branch;
 use crate::deploy::listener;
 use crate::ext::git::{self, Checkout, RemoteHeads};
 use crate::plan::{Plan, Slot};
-use crate::state::Held;
+use crate::state::{Failed, Held};
 use crate::util::tai64;
 
 /// What a checkout holds, as sync found it.
@@ -35,8 +35,9 @@ pub struct Facts {
     pub services: Vec<String>,
     /// The ports remembered before this sync, for alternates that are going away.
     pub old_ports: BTreeMap<String, u16>,
-    /// A production commit that failed its health check earlier.
-    pub failed_commit: Option<String>,
+    /// A production commit that failed its health check earlier, and what its instance was to
+    /// go back to.
+    pub failed: Option<Failed>,
     /// A production commit `approuter switch` rolled back from.
     pub held: Option<Held>,
     /// Whether each production instance answers its health path now, by slot index.
@@ -100,6 +101,12 @@ pub enum Action {
         target: Oid,
         restore: Option<Checkout>,
     },
+    /// The inactive production instance (the rollback target) does not answer: put it back on
+    /// `to` (what it ran before a deploy that failed and was cut short), or just restart it.
+    RecoverInactive {
+        slot: Slot,
+        to: Option<Oid>,
+    },
     /// The inactive instance already runs the head and is healthy: switch to it, no restart.
     SwitchProduction {
         to: Slot,
@@ -156,6 +163,14 @@ impl Action {
                 s(*target),
                 to.name()
             ),
+            Action::RecoverInactive { slot, to } => match to {
+                Some(c) => format!(
+                    "would put {} back on {} and restart it: it does not answer",
+                    slot.name(),
+                    s(*c)
+                ),
+                None => format!("would restart {}: it does not answer", slot.name()),
+            },
             Action::SwitchProduction { to, from, target } => format!(
                 "would switch production {} -> {} to {}, which already runs it (no restart)",
                 s(*from),
@@ -269,19 +284,45 @@ pub fn decide(facts: &Facts, plan: &Plan) -> Vec<Action> {
         }
     }
 
-    // Production ports that changed: the inactive instance moves first.
-    let mut moves = plan.prod_ports_to_move();
-    moves.sort_by_key(|(slot, _, _)| *slot == plan.active);
-    for (slot, from, to) in moves {
-        out.push(Action::MoveProductionPort {
-            slot,
-            from,
-            to,
-            switch_away: slot == plan.active,
+    // Moving ports relies on the inactive instance: one that does not answer is brought back
+    // first (a move cut short leaves it so).
+    let inactive = plan.active.other();
+    let recovered = !plan.prod_ports_to_move().is_empty()
+        && !facts.prod_healthy[inactive.index()]
+        && !facts.foreign.contains_key(inactive.name());
+    if recovered {
+        out.push(Action::RecoverInactive {
+            slot: inactive,
+            to: None,
         });
     }
 
-    out.extend(production(facts, plan, heads, &prod_branch));
+    // Production ports that changed: the inactive instance moves first. A port the other
+    // instance still uses cannot be moved to (a swap): one step at a time.
+    let mut moves = plan.prod_ports_to_move();
+    moves.sort_by_key(|(slot, _, _)| *slot == plan.active);
+    let blocked = moves
+        .iter()
+        .find(|(slot, _, to)| plan.prod(slot.other()).port == *to);
+    match blocked {
+        Some((slot, _, to)) => out.push(fail(format!(
+            "prod_ports: {} cannot move to port {to} while {} still uses it; change one port at a time (or go through a free port)",
+            slot.name(),
+            slot.other().name()
+        ))),
+        None => {
+            for (slot, from, to) in moves {
+                out.push(Action::MoveProductionPort {
+                    slot,
+                    from,
+                    to,
+                    switch_away: slot == plan.active,
+                });
+            }
+        }
+    }
+
+    out.extend(production(facts, plan, heads, &prod_branch, recovered));
 
     for (inst, branch) in plan.alternates() {
         let target = match heads.head(url, branch) {
@@ -322,15 +363,22 @@ pub fn decide(facts: &Facts, plan: &Plan) -> Vec<Action> {
 /// Production: the branch's head goes live on the inactive instance when the active one does
 /// not run it, unless that very commit was rolled back or failed before (then only
 /// `approuter deploy` sends it); an inactive instance that already runs it and is healthy is
-/// switched to without a restart.
-fn production(facts: &Facts, plan: &Plan, heads: &RemoteHeads, branch: &str) -> Option<Action> {
+/// switched to without a restart. When nothing is deployed, an inactive instance that does not
+/// answer is brought back: it is the rollback target.
+fn production(
+    facts: &Facts,
+    plan: &Plan,
+    heads: &RemoteHeads,
+    branch: &str,
+    recovered: bool,
+) -> Vec<Action> {
     let url = facts.url.as_str();
     let target = match heads.head(url, branch) {
         Ok(t) => t,
         Err(e) => {
-            return Some(fail(format!(
+            return vec![fail(format!(
                 "production: {e:#}; production keeps running what it runs"
-            )))
+            ))]
         }
     };
     let active = plan.active;
@@ -338,72 +386,101 @@ fn production(facts: &Facts, plan: &Plan, heads: &RemoteHeads, branch: &str) -> 
     let co = match facts.checkouts.get(active.name()) {
         Some(Seen::At(co)) => co,
         Some(Seen::Unreadable(e)) => {
-            return Some(fail(format!(
+            return vec![fail(format!(
                 "production: {e}; the active instance's checkout cannot be read, so nothing is deployed"
-            )))
+            ))]
         }
         Some(Seen::Missing) | None => {
-            return Some(fail(format!(
+            return vec![fail(format!(
                 "production: {} has no checkout; `approuter start` clones it",
                 active.name()
-            )))
+            ))]
         }
     };
     let short = git::short;
+    let other = match facts.checkouts.get(inactive.name()) {
+        Some(Seen::At(co)) => Some(co.clone()),
+        _ => None,
+    };
+    let runs = facts.prod_runs[inactive.index()];
+    let squatted = facts.foreign.contains_key(inactive.name());
+    // What keeps the rollback target when nothing is deployed to it.
+    let recover = || -> Vec<Action> {
+        if facts.prod_healthy[inactive.index()] || squatted || recovered {
+            return Vec::new();
+        }
+        // A deploy that failed and was cut short before it put the instance back: back it goes.
+        let to = facts.failed.as_ref().and_then(|f| {
+            let on_failed = runs.map(|r| r.to_string()) == Some(f.commit.clone())
+                || other.as_ref().map(|o| o.head.to_string()) == Some(f.commit.clone());
+            on_failed.then_some(f.restore).flatten()
+        });
+        vec![Action::RecoverInactive { slot: inactive, to }]
+    };
     if co.is_at(url, branch, target) {
-        return Some(verbose(format!(
+        let mut out = vec![verbose(format!(
             "production: {} serves {}, the head of {branch}; nothing to do",
             active.name(),
             short(target)
-        )));
+        ))];
+        out.extend(recover());
+        return out;
     }
     let target_s = target.to_string();
     if !facts.redeploy {
         if let Some(h) = facts.held.as_ref().filter(|h| h.commit == target_s) {
-            return Some(verbose(format!(
+            let mut out = vec![verbose(format!(
                 "production: held at {} on {}: {} was rolled back at {}; a newer commit deploys as usual, `approuter deploy` deploys it now",
                 short(co.head),
                 active.name(),
                 short(target),
                 tai64::utc_string(h.since)
-            )));
+            ))];
+            out.extend(recover());
+            return out;
         }
-        if facts.failed_commit.as_deref() == Some(target_s.as_str()) {
-            return Some(fail(format!(
+        if facts.failed.as_ref().is_some_and(|f| f.commit == target_s) {
+            let mut out = vec![fail(format!(
                 "production: commit {} of {branch} failed its health check earlier; production stays on {} until a newer commit arrives (`approuter deploy` tries it again)",
                 short(target),
                 short(co.head)
-            )));
+            ))];
+            out.extend(recover());
+            return out;
         }
     }
-    if facts.foreign.contains_key(inactive.name()) {
-        return Some(fail(format!(
+    if squatted {
+        return vec![fail(format!(
             "production: {} cannot be deployed to {}, whose port another process holds",
             short(target),
             inactive.name()
-        )));
+        ))];
     }
-    let other = match facts.checkouts.get(inactive.name()) {
-        Some(Seen::At(co)) => Some(co.clone()),
-        _ => None,
-    };
     if other.as_ref().is_some_and(|o| o.is_at(url, branch, target))
-        && facts.prod_runs[inactive.index()] == Some(target)
+        && runs == Some(target)
         && facts.prod_healthy[inactive.index()]
     {
-        return Some(Action::SwitchProduction {
+        return vec![Action::SwitchProduction {
             to: inactive,
             from: co.head,
             target,
-        });
+        }];
     }
-    Some(Action::DeployProduction {
+    // What to go back to if the new commit fails: what the instance runs (its checkout may
+    // already hold the new commit, left there by a sync that was cut short).
+    let restore = other
+        .map(|o| Checkout {
+            head: runs.unwrap_or(o.head),
+            ..o
+        })
+        .filter(|r| r.head != target);
+    vec![Action::DeployProduction {
         to: inactive,
         branch: branch.to_string(),
         from: co.head,
         target,
-        restore: other,
-    })
+        restore,
+    }]
 }
 
 #[cfg(test)]
@@ -470,7 +547,7 @@ mod tests {
             checkouts,
             services: plan.service_names().iter().map(|s| s.to_string()).collect(),
             old_ports: BTreeMap::new(),
-            failed_commit: None,
+            failed: None,
             held: None,
             prod_healthy: [true, true],
             prod_runs: [Some(oid(1)), Some(oid(1))],
@@ -501,6 +578,13 @@ mod tests {
             from: oid(from),
             target: oid(target),
             restore: Some(co("main", oid(restore))),
+        }
+    }
+
+    fn failed(commit: u8, restore: Option<u8>) -> Failed {
+        Failed {
+            commit: oid(commit).to_string(),
+            restore: restore.map(oid),
         }
     }
 
@@ -566,7 +650,7 @@ mod tests {
                 "a commit that failed before is not retried",
                 Box::new(|f, _| {
                     main_at(f, 3);
-                    f.failed_commit = Some(oid(3).to_string());
+                    f.failed = Some(failed(3, Some(1)));
                 }),
                 vec![regen(), fail(format!(
                     "production: commit {} of main failed its health check earlier; production stays on {} until a newer commit arrives (`approuter deploy` tries it again)",
@@ -577,7 +661,7 @@ mod tests {
                 "approuter deploy retries a commit that failed",
                 Box::new(|f, _| {
                     main_at(f, 3);
-                    f.failed_commit = Some(oid(3).to_string());
+                    f.failed = Some(failed(3, Some(1)));
                     f.redeploy = true;
                 }),
                 vec![regen(), deploy(Slot::Instance2, 1, 3, 1), check.clone()],
@@ -586,7 +670,7 @@ mod tests {
                 "a newer commit after a failed one deploys",
                 Box::new(|f, _| {
                     main_at(f, 4);
-                    f.failed_commit = Some(oid(3).to_string());
+                    f.failed = Some(failed(3, Some(1)));
                 }),
                 vec![regen(), deploy(Slot::Instance2, 1, 4, 1), check.clone()],
             ),
@@ -646,15 +730,21 @@ mod tests {
                     instance2_runs(f, 3);
                     f.prod_healthy = [true, false];
                 }),
-                vec![regen(), deploy(Slot::Instance2, 1, 3, 3), check.clone()],
+                vec![regen(), Action::DeployProduction {
+                    to: Slot::Instance2,
+                    branch: "main".into(),
+                    from: oid(1),
+                    target: oid(3),
+                    restore: None,
+                }, check.clone()],
             ),
             (
-                "inactive's checkout was reset but it still runs the old commit (a sync cut short): restarted",
+                "inactive's checkout was reset but it still runs the old commit (a sync cut short): redeployed, and it goes back to what it runs if that fails",
                 Box::new(|f, _| {
                     main_at(f, 3);
                     f.checkouts.insert("instance2".into(), at("main", oid(3)));
                 }),
-                vec![regen(), deploy(Slot::Instance2, 1, 3, 3), check.clone()],
+                vec![regen(), deploy(Slot::Instance2, 1, 3, 1), check.clone()],
             ),
             (
                 "configured production branch wins over the remote's default",
@@ -732,7 +822,7 @@ mod tests {
                 ],
             ),
             (
-                "prod_branch changed: the same commit on another branch is deployed",
+                "prod_branch changed: the same commit on another branch is deployed (nothing else to go back to)",
                 Box::new(|f, p| {
                     p.prod_branch = Some("release".into());
                     heads(f).branches.insert("release".into(), oid(1));
@@ -742,7 +832,7 @@ mod tests {
                     branch: "release".into(),
                     from: oid(1),
                     target: oid(1),
-                    restore: Some(co("main", oid(1))),
+                    restore: None,
                 }, check.clone()],
             ),
             (
@@ -756,6 +846,98 @@ mod tests {
                     regen(),
                     fail("instance2: port 9052 is held by pid 7 (user nobody: squat), not by instance2's own processes; end it, or give instance2 another port".into()),
                     fail(format!("production: {} cannot be deployed to instance2, whose port another process holds", s(oid(3)))),
+                    check.clone(),
+                ],
+            ),
+            (
+                "a failed deploy cut short before the instance went back: it goes back now",
+                Box::new(|f, _| {
+                    main_at(f, 3);
+                    instance2_runs(f, 3);
+                    f.prod_healthy = [true, false];
+                    f.failed = Some(failed(3, Some(1)));
+                }),
+                vec![
+                    regen(),
+                    fail(format!(
+                        "production: commit {} of main failed its health check earlier; production stays on {} until a newer commit arrives (`approuter deploy` tries it again)",
+                        s(oid(3)), s(oid(1))
+                    )),
+                    Action::RecoverInactive { slot: Slot::Instance2, to: Some(oid(1)) },
+                    check.clone(),
+                ],
+            ),
+            (
+                "held and failed at once: the hold is said, and a rollback target that stopped answering is restarted",
+                Box::new(|f, _| {
+                    main_at(f, 3);
+                    instance2_runs(f, 3);
+                    f.held = Some(Held { commit: oid(3).to_string(), since: 1 });
+                    f.failed = Some(failed(2, None));
+                    f.prod_healthy = [true, false];
+                }),
+                vec![
+                    regen(),
+                    Action::RecoverInactive { slot: Slot::Instance2, to: None },
+                    check.clone(),
+                ],
+            ),
+            (
+                "nothing to deploy, and the rollback target does not answer: restarted",
+                Box::new(|f, _| f.prod_healthy = [true, false]),
+                vec![regen(), Action::RecoverInactive { slot: Slot::Instance2, to: None }, check.clone()],
+            ),
+            (
+                "repo.conf moved to another URL: the inactive instance is deployed from it, alternates follow",
+                Box::new(|f, _| {
+                    f.url = "/srv/moved.git".into();
+                }),
+                vec![regen(), Action::DeployProduction {
+                    to: Slot::Instance2,
+                    branch: "main".into(),
+                    from: oid(1),
+                    target: oid(1),
+                    restore: None,
+                }, Action::UpdateAlternate {
+                    name: "beta".into(),
+                    branch: "beta".into(),
+                    from: oid(2),
+                    target: oid(2),
+                }, check.clone()],
+            ),
+            (
+                "prod_ports changed and a new commit in the same sync: ports move, then the deploy",
+                Box::new(|f, p| {
+                    p.settings.prod_ports = [9061, 9062];
+                    main_at(f, 3);
+                }),
+                vec![
+                    regen(),
+                    Action::MoveProductionPort { slot: Slot::Instance2, from: 9052, to: 9062, switch_away: false },
+                    Action::MoveProductionPort { slot: Slot::Instance1, from: 9051, to: 9061, switch_away: true },
+                    deploy(Slot::Instance2, 1, 3, 1),
+                    check.clone(),
+                ],
+            ),
+            (
+                "a port move cut short: the inactive instance (already on its new port) is restarted before the other moves",
+                Box::new(|f, p| {
+                    p.settings.prod_ports = [9061, 9052];
+                    f.prod_healthy = [true, false];
+                }),
+                vec![
+                    regen(),
+                    Action::RecoverInactive { slot: Slot::Instance2, to: None },
+                    Action::MoveProductionPort { slot: Slot::Instance1, from: 9051, to: 9061, switch_away: true },
+                    check.clone(),
+                ],
+            ),
+            (
+                "prod_ports swapped: refused, one step at a time",
+                Box::new(|_, p| p.settings.prod_ports = [9052, 9051]),
+                vec![
+                    regen(),
+                    fail("prod_ports: instance2 cannot move to port 9051 while instance1 still uses it; change one port at a time (or go through a free port)".into()),
                     check.clone(),
                 ],
             ),

@@ -7,16 +7,17 @@ mod report;
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::generate::list_services;
+use super::generate::{self, list_services};
+use super::health;
 use super::listener::{self, Listening};
 use super::load_plan;
-use crate::cmd::instance_exec::COMMIT_VAR;
+use super::processes;
 use crate::config::Config;
-use crate::ext::{git, http, procfs};
+use crate::ext::git;
 use crate::layout::Layout;
 use crate::plan::{Plan, Slot};
 use crate::state;
-use crate::supervise::{client, status};
+use crate::supervise::client;
 use decide::{Action, Facts, Note, Seen};
 use report::Report;
 
@@ -40,6 +41,18 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<bool> {
         for action in &actions {
             match action {
                 Action::Say(Note::Verbose(line)) => r.verbose(line),
+                Action::Regenerate { skip } => {
+                    // Alternates added or removed have lines of their own.
+                    let changes = generate::preview(layout, &config, &plan.without(skip))?;
+                    for line in changes.summary(&plan) {
+                        if line != "nothing changed" && !line.contains("service") {
+                            r.say(&format!("would {}", line.replacen("updated", "update", 1)));
+                        }
+                    }
+                    for name in changes.updated {
+                        r.say(&format!("would restart {name}: its run script changes"));
+                    }
+                }
                 other => {
                     if let Some(line) = other.dry_run_line() {
                         r.say(&line);
@@ -101,19 +114,15 @@ fn gather(layout: &Layout, config: &Config, plan: &Plan, redeploy: bool) -> Resu
         })
         .collect();
     let healthy = |slot: Slot| {
-        !foreign.contains_key(slot.name())
-            && http::get(
-                plan.prod(slot).port,
-                &plan.settings.health_path,
-                None,
-                http::REQUEST_TIMEOUT,
-            )
-            .is_ok_and(|a| a.status == 200)
+        health::check_once(
+            &layout.service(slot.name()),
+            plan.prod(slot).port,
+            &plan.settings.health_path,
+        )
+        .is_ok()
     };
     let runs = |slot: Slot| {
-        let st = status::read(&layout.service(slot.name())).ok()?;
-        let commit = procfs::environ_var(st.pid, COMMIT_VAR).filter(|_| st.is_up())?;
-        git2::Oid::from_str(&commit).ok()
+        processes::running_commit(layout, slot.name()).and_then(|c| git2::Oid::from_str(&c).ok())
     };
     Ok(Facts {
         url,
@@ -123,7 +132,7 @@ fn gather(layout: &Layout, config: &Config, plan: &Plan, redeploy: bool) -> Resu
         checkouts,
         services: list_services(&layout.service_dir())?,
         old_ports: state::load_ports(layout)?,
-        failed_commit: state::load_failed(layout)?,
+        failed: state::load_failed(layout)?,
         held: state::load_held(layout)?,
         prod_healthy: Slot::BOTH.map(healthy),
         prod_runs: Slot::BOTH.map(runs),
