@@ -26,12 +26,12 @@ fn ports_path(layout: &Layout) -> PathBuf {
 
 /// Writes a state file whole, creating the state directory when needed.
 fn save(layout: &Layout, name: &str, text: &str) -> Result<()> {
-    fsx::ensure_dir(&layout.state_dir())?;
+    fsx::ensure_private_dir(&layout.state_dir())?;
     let path = layout.state_file(name);
-    if fsx::is_current(&path, text.as_bytes(), 0o644) {
+    if fsx::is_current(&path, text.as_bytes(), 0o600) {
         return Ok(());
     }
-    fsx::write_atomic(&path, text.as_bytes(), 0o644)
+    fsx::write_atomic(&path, text.as_bytes(), 0o600)
 }
 
 /// The ports instances were last generated with: `name port` per line (alternates, and the

@@ -17,7 +17,7 @@ use crate::plan::{Plan, NGINX};
 use crate::render::Host;
 use crate::state;
 use crate::supervise::{client, servicedir, status};
-use crate::util::poll;
+use crate::util::{file as fsx, poll};
 
 /// How long a new svscan may take to lock its directory.
 const SVSCAN_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,10 +126,15 @@ pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
         .stderr(Stdio::null());
     detach(&mut logger);
     let logger = logger.spawn().context("starting svscan's logger")?;
-    let pid_file = layout.svscan_logger_pid();
-    fs::create_dir_all(layout.run_dir())
-        .and_then(|()| fs::write(&pid_file, format!("{}\n", logger.id())))
-        .with_context(|| format!("{}: cannot write", pid_file.display()))?;
+    // The pid with its start time (in clock ticks since boot): a later shutdown signals it only
+    // when both still match, never a process that reused the pid.
+    let started = procfs::stat(logger.id()).map_or(0, |s| s.start_ticks);
+    fsx::ensure_private_dir(&layout.run_dir())?;
+    fsx::write_atomic(
+        &layout.svscan_logger_pid(),
+        format!("{} {started}\n", logger.id()).as_bytes(),
+        0o600,
+    )?;
     let mut svscan = Command::new(exe);
     svscan
         .arg("svscan")
@@ -167,13 +172,19 @@ pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
 /// nothing may stay, and the logger of a killed svscan would keep a new one from locking the
 /// log directory.
 fn end_logger(layout: &Layout) {
-    let Some(pid) = fs::read_to_string(layout.svscan_logger_pid())
+    let Some((pid, started)) = fs::read_to_string(layout.svscan_logger_pid())
         .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
+        .and_then(|s| {
+            let (pid, ticks) = s.trim().split_once(' ')?;
+            Some((pid.parse::<u32>().ok()?, ticks.parse::<u64>().ok()?))
+        })
     else {
         return;
     };
-    let alive = || kill(Pid::from_raw(pid as i32), None).is_ok() && is_logger(pid, layout);
+    let alive = || {
+        procfs::stat(pid).is_some_and(|s| s.start_ticks == started && !s.is_zombie())
+            && is_logger(pid, layout)
+    };
     if !poll::holds(LOGGER_EXIT_TIMEOUT, poll::EVERY, || !alive()) {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         poll::holds(LOGGER_EXIT_TIMEOUT, poll::EVERY, || !alive());
@@ -190,7 +201,7 @@ pub enum Started {
 /// service runs and every instance answers its health path.
 pub fn start(layout: &Layout) -> Result<Started> {
     load_plan(layout)?;
-    if let Some(pid) = client::svscan_pid(&layout.service_dir()) {
+    if let Some(pid) = client::svscan(&layout.service_dir())? {
         return Ok(Started::AlreadyRunning(pid));
     }
     // Nothing runs: production starts on the configured ports, wherever it ran before.
@@ -301,7 +312,7 @@ pub fn wait_until_healthy(
 /// False when nothing ran.
 pub fn shutdown(layout: &Layout) -> Result<bool> {
     state::set_meant_to_run(layout, false)?;
-    let Some(pid) = client::terminate(&layout.service_dir()) else {
+    let Some(pid) = client::terminate(&layout.service_dir())? else {
         return Ok(false);
     };
     let grace = Config::load(layout)

@@ -119,7 +119,7 @@ pub fn preview(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes>
 /// them and no longer to the ones going away, and only then are those taken away (svscan stops
 /// them).
 pub fn regenerate_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
-    if client::svscan_pid(&layout.service_dir()).is_none() {
+    if client::svscan(&layout.service_dir())?.is_none() {
         return generate_plan(layout, config, plan);
     }
     let mut changes = write_plan(layout, config, plan)?;
@@ -176,11 +176,13 @@ fn apply(layout: &Layout, plan: &Plan, files: &[OutFile]) -> Result<Changes> {
         service_dir.clone(),
         layout.log_root(),
         layout.nginx_dir(),
-        layout.run_dir(),
-        layout.state_dir(),
     ] {
         fsx::ensure_dir(&dir)?;
     }
+    // Locks and state: nobody else may open them (an flock taken by another user on a file it
+    // could read would stop every command).
+    fsx::ensure_private_dir(&layout.run_dir())?;
+    fsx::ensure_private_dir(&layout.state_dir())?;
     for name in plan.service_names() {
         fsx::ensure_dir(&layout.log_dir(name))?;
     }

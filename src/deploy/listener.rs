@@ -16,24 +16,6 @@ pub enum Listening {
     Foreign(String),
 }
 
-/// `pid 4242 (user nobody: python3 squat.py)`.
-fn describe(pid: u32) -> String {
-    let user = procfs::uid(pid)
-        .map(|u| {
-            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u))
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-                .unwrap_or_else(|| format!("uid {u}"))
-        })
-        .unwrap_or_else(|| "unknown user".into());
-    let cmd = procfs::cmdline(pid)
-        .filter(|c| !c.is_empty())
-        .or_else(|| procfs::comm(pid))
-        .unwrap_or_default();
-    format!("pid {pid} (user {user}: {cmd})")
-}
-
 /// Who listens on `port`, as far as the service `name` is concerned.
 pub fn of(layout: &Layout, name: &str, port: u16) -> Listening {
     of_dir(&layout.service(name), port)
@@ -52,7 +34,7 @@ pub fn of_dir(service: &Path, port: u16) -> Listening {
     let foreign: Vec<String> = holders
         .iter()
         .filter(|h| session.is_none_or(|s| procfs::stat(h.pid).is_none_or(|st| st.session != s)))
-        .map(|h| describe(h.pid))
+        .map(|h| procfs::describe(h.pid))
         .collect();
     if foreign.is_empty() {
         Listening::Ours

@@ -19,39 +19,15 @@ pub enum Busy {
     LeaveToSync,
 }
 
-/// Who holds the lock, in words: `approuter sync (pid 123)`, or the command line of whatever
-/// else it is.
+/// Who holds the lock, in words: `approuter sync (pid 123)`, or what else it is.
 fn describe(pid: Option<u32>) -> String {
     let Some(pid) = pid else {
         return "a process that cannot be seen".into();
     };
-    match procfs::argv(pid) {
-        Some(argv) if !argv.is_empty() => match approuter_command(&argv) {
-            Some(cmd) => format!("approuter {cmd} (pid {pid})"),
-            None => format!("`{}` (pid {pid})", argv.join(" ")),
-        },
-        _ => format!("pid {pid}"),
+    match procfs::argv(pid).and_then(|a| procfs::approuter_subcommand(&a)) {
+        Some(cmd) => format!("approuter {cmd} (pid {pid})"),
+        None => procfs::describe(pid),
     }
-}
-
-/// The subcommand of an approuter command line (`/usr/bin/approuter --root /srv sync -v`).
-fn approuter_command(argv: &[String]) -> Option<String> {
-    let mut words = argv.iter();
-    let exe = words.next()?;
-    if !exe.rsplit('/').next()?.starts_with("approuter") {
-        return None;
-    }
-    let mut skip_value = false;
-    for w in words {
-        if skip_value {
-            skip_value = false;
-        } else if w == "--root" {
-            skip_value = true;
-        } else if !w.starts_with('-') {
-            return Some(w.clone());
-        }
-    }
-    None
 }
 
 /// Takes the lock for `command` (`sync`, `switch`...), or returns `None` when a sync found
@@ -61,12 +37,12 @@ pub fn take(layout: &Layout, command: &str, busy: Busy) -> Result<Option<PidLock
     if std::env::var_os(IN_HOOK).is_some() {
         bail!("`approuter {command}` cannot run from a hook: the sync that runs the hook holds approuter's lock until the hook is done");
     }
-    fsx::ensure_dir(&layout.run_dir())?;
+    fsx::ensure_private_dir(&layout.run_dir())?;
     let path = layout.lock();
     // A holder that cannot be found has most likely just let go: ask again before naming it.
     let mut pid = None;
     for _ in 0..3 {
-        match pidlock::acquire(&path, false, 0o644, false)? {
+        match pidlock::acquire(&path, false, 0o600, false)? {
             Acquired::Mine(lock) => return Ok(Some(lock)),
             Acquired::Busy { pid: Some(p) } => {
                 pid = Some(p);
@@ -80,7 +56,7 @@ pub fn take(layout: &Layout, command: &str, busy: Busy) -> Result<Option<PidLock
     let who = describe(pid);
     let is_sync = pid
         .and_then(procfs::argv)
-        .and_then(|a| approuter_command(&a))
+        .and_then(|a| procfs::approuter_subcommand(&a))
         .is_some_and(|c| c == "sync" || c == "deploy");
     match busy {
         Busy::LeaveToSync if is_sync => {
@@ -98,39 +74,10 @@ pub fn take(layout: &Layout, command: &str, busy: Busy) -> Result<Option<PidLock
         ),
         Busy::Wait => {
             eprintln!("approuter: waiting for {who} to finish");
-            match pidlock::acquire(&path, true, 0o644, false)? {
+            match pidlock::acquire(&path, true, 0o600, false)? {
                 Acquired::Mine(lock) => Ok(Some(lock)),
                 Acquired::Busy { .. } => unreachable!("a blocking lock is taken or fails"),
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_from_command_lines() {
-        let table: [(&[&str], Option<&str>); 5] = [
-            (&["/usr/bin/approuter", "sync"], Some("sync")),
-            (
-                &["/x/release/approuter", "--root", "/srv/a b", "sync", "-v"],
-                Some("sync"),
-            ),
-            (
-                &["approuter", "--root", "/srv", "switch", "--force"],
-                Some("switch"),
-            ),
-            (
-                &["/usr/bin/flock", "/srv/run/approuter.lock", "sleep", "100"],
-                None,
-            ),
-            (&["/usr/bin/approuter"], None),
-        ];
-        for (argv, want) in table {
-            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-            assert_eq!(approuter_command(&argv).as_deref(), want, "{argv:?}");
         }
     }
 }

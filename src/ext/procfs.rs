@@ -93,6 +93,45 @@ pub fn uid(pid: u32) -> Option<u32> {
         .ok()
 }
 
+/// A process in words, for messages: `pid 4242 (user nobody: python3 squat.py)`.
+pub fn describe(pid: u32) -> String {
+    let user = uid(pid)
+        .map(|u| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u))
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_else(|| format!("uid {u}"))
+        })
+        .unwrap_or_else(|| "unknown user".into());
+    let cmd = cmdline(pid)
+        .filter(|c| !c.is_empty())
+        .or_else(|| comm(pid))
+        .unwrap_or_default();
+    format!("pid {pid} (user {user}: {cmd})")
+}
+
+/// The subcommand of an approuter command line (`/usr/bin/approuter --root /srv sync -v` gives
+/// `sync`); `None` when it is not approuter's.
+pub fn approuter_subcommand(argv: &[String]) -> Option<String> {
+    let mut words = argv.iter();
+    let exe = words.next()?;
+    if !exe.rsplit('/').next()?.starts_with("approuter") {
+        return None;
+    }
+    let mut skip_value = false;
+    for w in words {
+        if skip_value {
+            skip_value = false;
+        } else if w == "--root" {
+            skip_value = true;
+        } else if !w.starts_with('-') {
+            return Some(w.clone());
+        }
+    }
+    None
+}
+
 /// A process's short name (`comm`).
 pub fn comm(pid: u32) -> Option<String> {
     Some(
@@ -263,6 +302,30 @@ mod tests {
         assert!(pids().contains(&me));
         if let Ok(path) = std::env::var("PATH") {
             assert_eq!(environ_var(me, "PATH"), Some(path));
+        }
+    }
+
+    #[test]
+    fn approuter_subcommands() {
+        let table: [(&[&str], Option<&str>); 5] = [
+            (&["/usr/bin/approuter", "sync"], Some("sync")),
+            (
+                &["/x/release/approuter", "--root", "/srv/a b", "sync", "-v"],
+                Some("sync"),
+            ),
+            (
+                &["approuter", "--root", "/srv", "switch", "--force"],
+                Some("switch"),
+            ),
+            (
+                &["/usr/bin/flock", "/srv/run/approuter.lock", "sleep", "100"],
+                None,
+            ),
+            (&["/usr/bin/approuter"], None),
+        ];
+        for (argv, want) in table {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            assert_eq!(approuter_subcommand(&argv).as_deref(), want, "{argv:?}");
         }
     }
 

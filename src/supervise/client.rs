@@ -10,11 +10,36 @@ use std::time::Duration;
 use super::control;
 use super::scan::SCAN_LOCK;
 use super::status::{self, Probe, Status};
+use crate::ext::procfs;
 use crate::util::{pidlock, poll};
 
-/// The svscan that supervises `service_dir`, if one does.
+/// The pid of whatever holds `service_dir`'s scan lock (the kernel says who), if anything does.
 pub fn svscan_pid(service_dir: &Path) -> Option<u32> {
     pidlock::holder(&service_dir.join(SCAN_LOCK))
+}
+
+/// The approuter svscan that supervises `service_dir`, if one does. Anything else holding its
+/// lock is an error that names it: approuter cannot start while it does, and never signals it.
+pub fn svscan(service_dir: &Path) -> Result<Option<u32>> {
+    let Some(pid) = svscan_pid(service_dir) else {
+        return Ok(None);
+    };
+    let argv = procfs::argv(pid).unwrap_or_default();
+    // The directory as svscan was given it, relative to its own working directory.
+    let scans = |dir: &str| {
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+        std::fs::canonicalize(cwd.join(dir)).ok() == std::fs::canonicalize(service_dir).ok()
+    };
+    let ours = procfs::approuter_subcommand(&argv).as_deref() == Some("svscan")
+        && argv.last().is_some_and(|d| scans(d));
+    if !ours {
+        anyhow::bail!(
+            "{} is held by {}, not by approuter's svscan; end that process (approuter never signals what it did not start)",
+            service_dir.join(SCAN_LOCK).display(),
+            procfs::describe(pid)
+        );
+    }
+    Ok(Some(pid))
 }
 
 /// Asks svscan to look at its directory now (SIGHUP); false when none runs.
@@ -24,12 +49,17 @@ pub fn rescan(service_dir: &Path) -> bool {
 
 /// Asks svscan to bring every service down and exit (SIGTERM). Returns its pid, or `None` when
 /// none runs.
-pub fn terminate(service_dir: &Path) -> Option<u32> {
-    signal_svscan(service_dir, Signal::SIGTERM)
+pub fn terminate(service_dir: &Path) -> Result<Option<u32>> {
+    let Some(pid) = svscan(service_dir)? else {
+        return Ok(None);
+    };
+    kill(Pid::from_raw(pid as i32), Signal::SIGTERM)
+        .with_context(|| format!("signalling svscan (pid {pid})"))?;
+    Ok(Some(pid))
 }
 
 fn signal_svscan(service_dir: &Path, sig: Signal) -> Option<u32> {
-    let pid = svscan_pid(service_dir)?;
+    let pid = svscan(service_dir).ok()??;
     kill(Pid::from_raw(pid as i32), sig).ok().map(|()| pid)
 }
 

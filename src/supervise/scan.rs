@@ -178,7 +178,7 @@ pub fn run(opts: Options) -> Result<i32> {
 
 /// Locks `DIR/.svscan.lock` (flock, like runsv's `supervise/lock`) with our pid in it.
 fn lock_scan_dir(dir: &Path) -> Result<PidLock> {
-    match pidlock::acquire(&dir.join(SCAN_LOCK), false, 0o644, true)? {
+    match pidlock::acquire(&dir.join(SCAN_LOCK), false, 0o600, true)? {
         Acquired::Mine(lock) => Ok(lock),
         Acquired::Busy { pid } => bail!(
             "{} is already supervised by another approuter svscan (pid {}); stop it first (approuter shutdown)",

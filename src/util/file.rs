@@ -64,6 +64,22 @@ pub fn ensure_dir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).with_context(|| format!("{}: cannot create directory", path.display()))
 }
 
+/// A directory only its owner may enter (run/, state/): created when missing, and narrowed to
+/// 0700 when it exists with a wider mode.
+pub fn ensure_private_dir(path: &Path) -> Result<()> {
+    ensure_dir(path)?;
+    let meta =
+        fs::symlink_metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if !meta.is_dir() {
+        anyhow::bail!("{}: not a directory; move it away", path.display());
+    }
+    if meta.permissions().mode() & 0o777 != 0o700 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("{}: cannot make it private (0700)", path.display()))?;
+    }
+    Ok(())
+}
+
 /// The file's text, or `None` when it does not exist; any other failure, or bytes that are not
 /// UTF-8, is an error naming the file.
 pub fn read_optional(path: &Path) -> Result<Option<String>> {

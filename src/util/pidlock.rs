@@ -34,6 +34,13 @@ pub fn acquire(path: &Path, wait: bool, mode: u32, record_pid: bool) -> Result<A
         .mode(mode)
         .open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?;
+    // A lock file made before with a wider mode is narrowed: nobody else may hold it.
+    if let Ok(m) = f.metadata() {
+        use std::os::unix::fs::PermissionsExt;
+        if m.permissions().mode() & 0o777 != mode && m.uid() == nix::unistd::geteuid().as_raw() {
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(mode));
+        }
+    }
     let locked = if wait {
         f.lock().map_err(TryLockError::Error)
     } else {

@@ -310,3 +310,130 @@ fn a_process_that_escaped_its_service_does_not_count_and_goes_with_it() {
         get(port, "/diagnostic", None).is_err()
     });
 }
+
+/// The mode bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .mode()
+        & 0o7777
+}
+
+/// A local user holds a free lock with `flock` (which works on a read-only descriptor), as long
+/// as the returned process lives. `None` when the user cannot take it.
+fn hold_lock(
+    user: &TestUser,
+    path: &std::path::Path,
+    err: &std::path::Path,
+) -> Option<crate::util::Proc> {
+    let mut p = crate::util::Proc::spawn(
+        user.command("flock")
+            .arg("-n")
+            .arg("-F")
+            .arg(path)
+            .args(["sleep", "300"]),
+        err,
+    );
+    let mut gone = None;
+    crate::util::settle(secs(5), || {
+        gone = p.child.try_wait().unwrap();
+        gone.is_some() || crate::util::is_locked(path)
+    });
+    match gone {
+        Some(_) => None,
+        None => Some(p),
+    }
+}
+
+/// Lock and state files: private where they may be, and a holder approuter did not start is an
+/// error naming it, never "already running" with exit status 0 or a signal to a stranger.
+#[test]
+fn a_local_user_cannot_hold_approuter_s_locks() {
+    let (root, repo, _ports) = crate::app::started(&[]);
+    let Some(attacker) = TestUser::new(root.path()) else {
+        return;
+    };
+    let run = root.var("run");
+    let lock = run.join("approuter.lock");
+    let scan_lock = root.var("service/.svscan.lock");
+    let state = root.var("state");
+    assert_eq!(mode(&run), 0o700);
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&lock), 0o600);
+    assert_eq!(mode(&scan_lock), 0o600);
+    for f in fs::read_dir(&state).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            assert_eq!(mode(&f) & 0o077, 0, "{}", f.display());
+        }
+    }
+    let err = root.path().join("flock.err");
+    for path in [&lock, &scan_lock] {
+        let o = attacker
+            .command("flock")
+            .args(["-n", "-E", "99"])
+            .arg(path)
+            .arg("true")
+            .output()
+            .unwrap();
+        // 99 would be a lock that is merely taken; the user cannot even open the file.
+        assert!(
+            o.status.code() != Some(99) && !o.status.success(),
+            "{}: {o:?}",
+            path.display()
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+            "{}: {o:?}",
+            path.display()
+        );
+    }
+
+    // A tree left by an older approuter, with the modes of a careless umask: the attacker gets
+    // hold of the lock. sync does not take that for a sync in progress and exit 0.
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).unwrap();
+    let holder = hold_lock(&attacker, &lock, &err).expect("the lock is held");
+    // flock -F execs its command: the holder is `sleep 300`.
+    let who = format!("(user {}: sleep 300)", attacker.name);
+    repo.commit("main", &[("VERSION", "2")], "v2");
+    let o = crate::app::sync(&root, &[]);
+    assert!(!o.status.success(), "{}", out(&o));
+    let e = one_line_error(&o);
+    assert!(
+        e.contains(&who) && e.contains("not an approuter command"),
+        "{e}"
+    );
+    drop(holder);
+    let text = cmd_ok(&root, &["sync"]);
+    assert!(text.contains("on instance2"), "{text}");
+    assert_eq!(mode(&run), 0o700, "run/ is private again");
+    assert_eq!(mode(&lock), 0o600, "the lock is private again");
+
+    // The same with svscan's lock while nothing runs: start and shutdown name the holder, fail,
+    // and signal nothing.
+    cmd_ok(&root, &["shutdown"]);
+    fs::set_permissions(&scan_lock, fs::Permissions::from_mode(0o644)).unwrap();
+    let holder = hold_lock(&attacker, &scan_lock, &err).expect("svscan's lock is held");
+    for cmd in ["start", "shutdown", "sync"] {
+        let o = root
+            .cmd(&[cmd])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{cmd}: {}", out(&o));
+        let e = one_line_error(&o);
+        assert!(
+            e.contains(&who) && e.contains("not by approuter's svscan"),
+            "{cmd}: {e}"
+        );
+    }
+    let mut holder = holder;
+    assert!(
+        holder.child.try_wait().unwrap().is_none(),
+        "nobody signalled the process holding svscan's lock"
+    );
+    drop(holder);
+    cmd_ok(&root, &["start"]);
+    assert_eq!(mode(&scan_lock), 0o600, "svscan's lock is private again");
+}

@@ -342,7 +342,7 @@ fn one_lock_for_every_state_change() {
     let o = sync(&root, &[]);
     let err = crate::util::one_line_error(&o);
     assert!(
-        err.contains(&format!("(pid {})", std::process::id()))
+        err.contains(&format!("pid {} (user root", std::process::id()))
             && err.contains("not an approuter command"),
         "{err}"
     );

@@ -514,3 +514,8 @@ pub fn uid_of(pid: u32) -> Option<u32> {
         .parse()
         .ok()
 }
+
+/// True when some process holds an flock on `path`.
+pub fn is_locked(path: &Path) -> bool {
+    fs::File::open(path).is_ok_and(|f| matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)))
+}

@@ -83,7 +83,7 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<bool> {
 /// the remembered state.
 fn gather(layout: &Layout, config: &Config, plan: &Plan, redeploy: bool) -> Result<Facts> {
     let url = git::resolve_url(layout.root(), &config.repo);
-    let svscan_running = client::svscan_pid(&layout.service_dir()).is_some();
+    let svscan_running = client::svscan(&layout.service_dir())?.is_some();
     let meant_to_run = state::meant_to_run(layout);
     let remote = (svscan_running || meant_to_run)
         .then(|| git::ls_remote(&url).map_err(|e| format!("{e:#}")));
