@@ -51,13 +51,10 @@ impl Config {
             let Some((&key, rest)) = line.split_first() else {
                 continue;
             };
-            let mut bad = |what: &str| {
-                warnings.push(format!(
-                    "line {}: {what} in {:?}; line ignored",
-                    i + 1,
-                    String::from_utf8_lossy(line)
-                ))
-            };
+            // The line itself is never repeated: the logger runs as root, and a config file that
+            // is not what it seems must not have its contents copied into a readable log.
+            let mut bad =
+                |what: &str| warnings.push(format!("line {}: {what}; line ignored", i + 1));
             match key {
                 b'#' => {}
                 b'+' | b'-' | b'e' | b'E' => c.rules.push(Rule {

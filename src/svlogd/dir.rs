@@ -338,12 +338,14 @@ impl LogDir {
             return Ok(());
         }
         let p = self.path.join(files::LOCK);
-        let f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(files::MODE_LOCK)
-            .open(&p)
-            .map_err(|e| Failure::new("open", &p, e))?;
+        let f = files::open_regular(
+            OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(files::MODE_LOCK),
+            &p,
+        )
+        .map_err(|e| Failure::new("open", &p, e))?;
         match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
             Ok(l) => {
                 self.lock = Some(l);
@@ -365,7 +367,15 @@ impl LogDir {
             return Ok(());
         }
         let cur = self.path.join(files::CURRENT);
-        match fs::metadata(&cur) {
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if !m.is_file() => {
+                let what = if m.is_symlink() {
+                    "is a symbolic link; approuter svlogd never follows one"
+                } else {
+                    "is not a regular file; move it away"
+                };
+                return Err(Failure::new("use", &cur, io::Error::other(what)));
+            }
             Ok(m) if at_start && m.len() > 0 && m.mode() & 0o100 == 0 => {
                 let name = self.free_name(true);
                 fs::rename(&cur, self.path.join(&name))
@@ -380,12 +390,11 @@ impl LogDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(Failure::new("stat", &cur, e)),
         }
-        let f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&cur)
-            .map_err(|e| Failure::new("open", &cur, e))?;
+        let f = files::open_regular(
+            OpenOptions::new().append(true).create(true).mode(0o600),
+            &cur,
+        )
+        .map_err(|e| Failure::new("open", &cur, e))?;
         f.set_permissions(Permissions::from_mode(files::MODE_WRITING))
             .map_err(|e| Failure::new("chmod", &cur, e))?;
         self.size = f
@@ -462,7 +471,11 @@ impl LogDir {
 
     fn read_config(&mut self, now: Instant) {
         let p = self.path.join(files::CONFIG);
-        let text = match fs::read(&p) {
+        let read = files::open_read(&p).and_then(|mut f| {
+            let mut t = Vec::new();
+            io::Read::read_to_end(&mut f, &mut t).map(|_| t)
+        });
+        let text = match read {
             Ok(t) => {
                 info(self.verbose, format_args!("read: {}", p.display()));
                 t

@@ -1,7 +1,8 @@
 //! The svlogd directory format: file names, modes, when `current` is rotated and which old files go; the only place that knows them.
 
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::util::tai64::Tai64N;
@@ -17,6 +18,32 @@ pub const MODE_WRITING: u32 = 0o644;
 /// execute bit at start-up was not closed cleanly.
 pub const MODE_CLOSED: u32 = 0o744;
 pub const MODE_LOCK: u32 = 0o600;
+
+/// Opens a file of a log directory with `opts`, never through a symlink and only when it is a
+/// regular file: the logger runs as root, and whoever could plant a link or a FIFO in the
+/// directory must not get it to write, create or read anywhere else, or to hang.
+pub fn open_regular(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    // O_NONBLOCK: opening a FIFO for writing would wait for a reader. It means nothing to the
+    // regular file that is kept.
+    let f = opts
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => {
+                io::Error::other("is a symbolic link; approuter svlogd never follows one")
+            }
+            _ => e,
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("is not a regular file; move it away"));
+    }
+    Ok(f)
+}
+
+/// Opens a log file for reading, with the care of [`open_regular`].
+pub fn open_read(path: &Path) -> io::Result<File> {
+    open_regular(OpenOptions::new().read(true), path)
+}
 
 /// Name for `current` rotated now: `@` + TAI64N label + `.s`, or `.u` for a `current` found
 /// after an unclean shutdown.

@@ -5,6 +5,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 
+use super::files;
 use crate::util::file::with_path;
 
 /// One service's log as `logs` reads it: the file it is reading and how far, and the newest
@@ -50,7 +51,7 @@ impl Log {
     pub fn print_tail(&mut self, n: usize, out: &mut impl Write) -> io::Result<()> {
         // current first: a rotation after this shows up among the rotated files, by identity.
         let current = super::current_file(&self.dir);
-        self.file = File::open(&current).ok();
+        self.file = files::open_read(&current).ok();
         let ours = self.file.as_ref().map(identity).transpose()?;
         let names = self.rotated()?;
         self.after = names.last().cloned();
@@ -69,7 +70,7 @@ impl Log {
                 None => {
                     let Some(name) = older.next() else { break };
                     let path = self.dir.join(name);
-                    match File::open(&path) {
+                    match files::open_read(&path) {
                         Ok(f) if Some(identity(&f)?) != ours => {
                             let len = f.metadata()?.len();
                             (f, len)
@@ -136,7 +137,7 @@ impl Log {
         };
         loop {
             for name in newer(self)? {
-                if let Ok(f) = File::open(self.dir.join(&name)) {
+                if let Ok(f) = files::open_read(&self.dir.join(&name)) {
                     if Some(identity(&f)?) != done {
                         self.file = Some(f);
                         self.offset = 0;
@@ -145,7 +146,7 @@ impl Log {
                 }
                 self.after = Some(name);
             }
-            let Ok(f) = File::open(super::current_file(&self.dir)) else {
+            let Ok(f) = files::open_read(&super::current_file(&self.dir)) else {
                 self.file = None;
                 return Ok(());
             };

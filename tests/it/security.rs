@@ -437,3 +437,149 @@ fn a_local_user_cannot_hold_approuter_s_locks() {
     cmd_ok(&root, &["start"]);
     assert_eq!(mode(&scan_lock), 0o600, "svscan's lock is private again");
 }
+
+/// Whoever can plant names in a log directory (one made world-writable by a careless umask, say)
+/// gets nothing from the logger, which runs as root: no write through a symlinked `current`
+/// (here to a setuid file), no file created where a symlinked `lock` points, no line of a
+/// root-only file read through a symlinked `config`, and no hang on a FIFO.
+#[test]
+fn the_logger_follows_no_planted_link_and_repeats_no_config_line() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    fs::create_dir(&dir).unwrap();
+    let setuid = tmp.path().join("setuid-tool");
+    fs::write(&setuid, "#!/bin/sh\necho original\n").unwrap();
+    fs::set_permissions(&setuid, fs::Permissions::from_mode(0o4755)).unwrap();
+    let secret = tmp.path().join("shadow");
+    fs::write(&secret, "TOP-SECRET-1\nTOP-SECRET-2\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let chosen = tmp.path().join("created-by-the-logger");
+
+    // A symlinked lock: the directory is refused at once, and nothing is created.
+    symlink(&chosen, dir.join("lock")).unwrap();
+    let o = std::process::Command::new(crate::util::approuter_exe())
+        .args(["svlogd", "-tt"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert!(
+        !chosen.exists(),
+        "the logger created a file where a link pointed"
+    );
+    fs::remove_file(dir.join("lock")).unwrap();
+
+    // A symlinked current and config.
+    symlink(&setuid, dir.join("current")).unwrap();
+    symlink(&secret, dir.join("config")).unwrap();
+    let mut log = crate::util::Proc::spawn(
+        std::process::Command::new(crate::util::approuter_exe())
+            .args(["svlogd", "-tt"])
+            .arg(&dir),
+        &tmp.path().join("stderr"),
+    );
+    log.write(b"hello\n");
+    wait_for(secs(10), "a warning about current", || {
+        log.stderr()
+            .contains("current: cannot use: is a symbolic link")
+    });
+    assert_eq!(
+        fs::read_to_string(&setuid).unwrap(),
+        "#!/bin/sh\necho original\n"
+    );
+    assert_eq!(mode(&setuid), 0o4755);
+    // The link goes; the line is written to a real current.
+    fs::remove_file(dir.join("current")).unwrap();
+    wait_for(secs(10), "the line in a new current", || {
+        fs::read_to_string(dir.join("current")).is_ok_and(|c| c.contains(" hello\n"))
+    });
+    assert!(fs::symlink_metadata(dir.join("current")).unwrap().is_file());
+    let err = log.stderr();
+    assert!(
+        err.contains("config: cannot read: is a symbolic link"),
+        "{err}"
+    );
+
+    // A FIFO as current is refused without waiting for a reader.
+    drop(log);
+    fs::remove_file(dir.join("current")).unwrap();
+    nix::unistd::mkfifo(
+        &dir.join("current"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    // A config that is a regular file but not a config (a hard link to a secret file, say):
+    // its lines are never repeated.
+    fs::remove_file(dir.join("config")).unwrap();
+    fs::copy(&secret, dir.join("config")).unwrap();
+    let mut log = crate::util::Proc::spawn(
+        std::process::Command::new(crate::util::approuter_exe())
+            .args(["svlogd", "-tt"])
+            .arg(&dir),
+        &tmp.path().join("stderr2"),
+    );
+    log.write(b"after\n");
+    wait_for(secs(10), "a warning about the FIFO", || {
+        log.stderr()
+            .contains("current: cannot use: is not a regular file")
+    });
+    let err = log.stderr();
+    assert!(
+        err.contains("config: line 1: unknown setting; line ignored"),
+        "{err}"
+    );
+    assert!(!err.contains("TOP-SECRET"), "{err}");
+}
+
+/// Started from a shell with `umask 000`, approuter still makes nothing that another user could
+/// write: not managed/, not a run script, not a log directory, not a checkout.
+#[test]
+fn nothing_approuter_makes_is_writable_by_others_whatever_the_umask() {
+    use std::os::unix::process::CommandExt;
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    configure(&root, &repo.url(), &["beta"], 20);
+    let careless = |args: &[&str]| {
+        let mut c = std::process::Command::new(crate::util::approuter_exe());
+        c.arg("--root").arg(root.path()).args(args);
+        // SAFETY: umask is async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+                Ok(())
+            });
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", out(&o));
+    };
+    careless(&["start"]);
+    repo.commit("main", &[("VERSION", "2")], "v2");
+    careless(&["sync"]);
+
+    let mut writable = Vec::new();
+    let mut seen = 0;
+    let mut stack = vec![root.managed()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_symlink() {
+            continue;
+        }
+        seen += 1;
+        if m.mode() & 0o022 != 0 {
+            writable.push(format!("{:o} {}", m.mode() & 0o7777, p.display()));
+        }
+        if m.is_dir() {
+            stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(seen > 100, "only {seen} files looked at");
+    assert!(
+        writable.is_empty(),
+        "writable by others:\n{}",
+        writable.join("\n")
+    );
+}
