@@ -72,6 +72,8 @@ pub fn ensure(layout: &Layout, config: &Config, plan: &Plan) -> Result<String> {
         if !dest.exists() {
             continue;
         }
+        // A sync cut short between taking a checkout back and handing it over left it root's.
+        hand_over(&config.settings, &dest)?;
         let differs = git::inspect(&dest)?.differs(&dest, &url, branch_of(inst, &prod_branch));
         match (differs, &inst.role) {
             (None, _) => {}
@@ -105,6 +107,23 @@ pub fn hand_over(settings: &Settings, dir: &std::path::Path) -> Result<()> {
         Some(to) => runas::give(dir, &to),
         None => Ok(()),
     }
+}
+
+/// Runs `git_work` (a fetch, a reset) on the existing checkout `dir`: taken back from the user
+/// instances run as first, so that nothing of theirs can lead git (which runs as root) outside
+/// the tree, and handed over again afterwards, whether the work succeeded or not (the
+/// instance's code still runs from it).
+pub fn rewrite<T>(
+    settings: &Settings,
+    dir: &std::path::Path,
+    git_work: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    if nix::unistd::Uid::effective().is_root() {
+        runas::take_back(dir)?;
+    }
+    let done = git_work();
+    hand_over(settings, dir)?;
+    done
 }
 
 /// The note `start` and `status -l` add when instances run as root.

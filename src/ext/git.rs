@@ -8,6 +8,7 @@ use git2::{
 };
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The URL git is given: a relative local path in repo.conf is relative to the root.
@@ -274,8 +275,12 @@ pub fn checkout(dest: &Path, url: &str, branch: &str, oid: Oid) -> Result<()> {
         .ok()
         .and_then(|h| h.name().ok().map(str::to_string))
         == Some(refname.clone());
+    let tree = commit
+        .tree()
+        .with_context(|| format!("{}: commit {} has no tree", dest.display(), short(oid)))?;
+    remove_misleading_links(&repo, dest, &tree)?;
     let mut co = CheckoutBuilder::new();
-    co.force().remove_untracked(true);
+    co.force();
     if on_branch {
         repo.reset(commit.as_object(), ResetType::Hard, Some(&mut co))
     } else {
@@ -289,7 +294,92 @@ pub fn checkout(dest: &Path, url: &str, branch: &str, oid: Oid) -> Result<()> {
             dest.display(),
             short(oid)
         )
+    })?;
+    remove_untracked(&repo, dest)
+}
+
+/// Removes whatever would lead git's writes out of the checkout: a symlink (or a file) where
+/// the tree it writes, or the one it replaces, has a directory, and a symlink where it has a
+/// file. libgit2 writes through both (git does not), and approuter's git runs as root.
+fn remove_misleading_links(repo: &Repository, dest: &Path, tree: &git2::Tree) -> Result<()> {
+    const LINK: u32 = 0o120000;
+    let mut paths: Vec<(Vec<u8>, bool)> = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() != Some(git2::ObjectType::Tree) {
+            let mut p = dir.as_bytes().to_vec();
+            p.extend_from_slice(entry.name_bytes());
+            paths.push((p, entry.filemode() as u32 == LINK));
+        }
+        git2::TreeWalkResult::Ok
     })
+    .with_context(|| format!("{}: cannot read the commit's tree", dest.display()))?;
+    let index = repo
+        .index()
+        .with_context(|| format!("{}: cannot read the index", dest.display()))?;
+    paths.extend(index.iter().map(|e| (e.path, e.mode == LINK)));
+    let remove = |rel: &Path| {
+        std::fs::remove_file(dest.join(rel))
+            .with_context(|| format!("{}: cannot remove it", dest.join(rel).display()))
+    };
+    let mut dirs_seen = std::collections::HashSet::new();
+    for (bytes, is_link) in &paths {
+        let rel = Path::new(std::ffi::OsStr::from_bytes(bytes));
+        let mut leading: Vec<&Path> = rel
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+            .collect();
+        leading.reverse();
+        for dir in leading {
+            if !dirs_seen.insert(dir.to_path_buf()) {
+                continue;
+            }
+            if std::fs::symlink_metadata(dest.join(dir)).is_ok_and(|m| !m.is_dir()) {
+                remove(dir)?;
+            }
+        }
+        if !is_link && std::fs::symlink_metadata(dest.join(rel)).is_ok_and(|m| m.is_symlink()) {
+            remove(rel)?;
+        }
+    }
+    Ok(())
+}
+
+/// `git clean -f -d` (ignored files stay): libgit2's hard reset does not remove untracked files,
+/// whatever its checkout options say, and a file planted in a checkout must not survive a deploy.
+fn remove_untracked(repo: &Repository, dest: &Path) -> Result<()> {
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    let statuses = repo
+        .statuses(Some(&mut opts))
+        .with_context(|| format!("{}: cannot list untracked files", dest.display()))?;
+    let mut dirs = std::collections::BTreeSet::new();
+    for entry in statuses.iter().filter(|e| e.status().is_wt_new()) {
+        // Bytes: a name that is not UTF-8 is removed like any other.
+        let rel = Path::new(std::ffi::OsStr::from_bytes(entry.path_bytes()));
+        let path = dest.join(rel);
+        // A symlink (to a directory or not) is removed itself, never followed.
+        std::fs::remove_file(&path)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .with_context(|| format!("{}: cannot remove this untracked file", path.display()))?;
+        dirs.extend(
+            rel.ancestors()
+                .skip(1)
+                .filter(|a| !a.as_os_str().is_empty())
+                .map(Path::to_path_buf),
+        );
+    }
+    // Deepest first; a directory that still holds an ignored file stays.
+    for dir in dirs.iter().rev() {
+        let _ = std::fs::remove_dir(dest.join(dir));
+    }
+    Ok(())
 }
 
 pub fn short(oid: Oid) -> String {

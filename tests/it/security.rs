@@ -583,3 +583,131 @@ fn nothing_approuter_makes_is_writable_by_others_whatever_the_umask() {
         writable.join("\n")
     );
 }
+
+/// A deploy leaves exactly the commit in a checkout: a planted script, an untracked directory
+/// and an untracked symlink go; files the repository ignores (an app's cache) stay.
+#[test]
+fn untracked_files_do_not_survive_a_deploy() {
+    use std::os::unix::fs::symlink;
+    let (root, repo, ports) = crate::app::started(&[]);
+    let co = root.managed().join("prod/instance2");
+    fs::write(co.join("webshell.php"), "<?php system($_GET['c']);").unwrap();
+    fs::create_dir_all(co.join("evil/deeper")).unwrap();
+    fs::write(co.join("evil/deeper/shell.php"), "<?php").unwrap();
+    symlink("/etc", co.join("etc-link")).unwrap();
+    fs::write(co.join("keep.log"), "an app's log\n").unwrap();
+    fs::create_dir_all(co.join("cache")).unwrap();
+    fs::write(co.join("cache/data"), "cached\n").unwrap();
+    repo.commit(
+        "main",
+        &[("VERSION", "2"), (".gitignore", "*.log\ncache/")],
+        "v2 ignores logs and the cache",
+    );
+    let text = cmd_ok(&root, &["sync"]);
+    assert!(text.contains("on instance2"), "{text}");
+    assert_eq!(
+        get(ports.listen, "/", None)
+            .unwrap()
+            .header("x-app-version"),
+        Some("2")
+    );
+    for gone in ["webshell.php", "evil", "etc-link"] {
+        assert!(
+            fs::symlink_metadata(co.join(gone)).is_err(),
+            "{gone} survived the deploy"
+        );
+    }
+    assert!(
+        fs::metadata("/etc/passwd").is_ok(),
+        "the link was not followed"
+    );
+    assert_eq!(
+        fs::read_to_string(co.join("keep.log")).unwrap(),
+        "an app's log\n"
+    );
+    assert_eq!(
+        fs::read_to_string(co.join("cache/data")).unwrap(),
+        "cached\n"
+    );
+}
+
+/// The user instances run as owns its working tree but not the repository in it, so it cannot
+/// point git (which runs as root) elsewhere through `.git/config`; nor can it lead a deploy
+/// outside the tree by swapping a directory for a symlink; and a set-uid file it leaves is gone.
+#[test]
+fn the_instances_user_cannot_lead_a_deploy_outside_its_checkout() {
+    let root = Root::new();
+    let Some(user) = TestUser::new(root.path()) else {
+        return;
+    };
+    let repo = AppRepo::new(&root);
+    repo.commit("main", &[("static/app.css", "v1")], "static files");
+    let ports = configure(&root, &repo.url(), &[], 20);
+    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
+    root.write_etc(
+        "approuter.toml",
+        &format!("{toml}user = \"{}\"\n", user.name),
+    );
+    cmd_ok(&root, &["start"]);
+    let co = root.managed().join("prod/instance2");
+    assert_eq!(
+        fs::metadata(co.join("static/app.css")).unwrap().uid(),
+        user.uid
+    );
+    assert_eq!(fs::metadata(co.join(".git/config")).unwrap().uid(), 0);
+
+    let as_user = |script: &str| {
+        user.command("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&co)
+            .output()
+            .unwrap()
+    };
+    let victim = root.path().join("victim");
+    fs::create_dir(&victim).unwrap();
+    let o = as_user(&format!(
+        "printf '[core]\\n\\tworktree = {}\\n' >> .git/config",
+        victim.display()
+    ));
+    assert!(!o.status.success(), "the user wrote .git/config");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"));
+    let victim_file = root.path().join("victim-file");
+    fs::write(&victim_file, "root's\n").unwrap();
+    let o = as_user(&format!(
+        "mv static static.old && ln -s {} static && rm VERSION && ln -s {} VERSION && cp /bin/true planted && chmod u+s planted",
+        victim.display(),
+        victim_file.display()
+    ));
+    assert!(o.status.success(), "{o:?}");
+
+    repo.commit("main", &[("VERSION", "2"), ("static/app.css", "v2")], "v2");
+    let text = cmd_ok(&root, &["sync"]);
+    assert!(text.contains("on instance2"), "{text}");
+    assert_eq!(
+        get(ports.listen, "/", None)
+            .unwrap()
+            .header("x-app-version"),
+        Some("2")
+    );
+    assert_eq!(
+        fs::read_dir(&victim).unwrap().count(),
+        0,
+        "git wrote through the user's symlink"
+    );
+    assert_eq!(fs::read_to_string(&victim_file).unwrap(), "root's\n");
+    assert!(fs::symlink_metadata(co.join("VERSION")).unwrap().is_file());
+    let css = co.join("static/app.css");
+    assert!(fs::symlink_metadata(co.join("static")).unwrap().is_dir());
+    assert_eq!(fs::read_to_string(&css).unwrap(), "v2\n");
+    for gone in ["static.old", "planted"] {
+        assert!(
+            fs::symlink_metadata(co.join(gone)).is_err(),
+            "{gone} survived"
+        );
+    }
+    // Handed over again: the application can write in its tree, not in its repository.
+    assert_eq!(fs::metadata(&css).unwrap().uid(), user.uid);
+    assert_eq!(fs::metadata(&co).unwrap().uid(), user.uid);
+    assert_eq!(fs::metadata(co.join(".git")).unwrap().uid(), 0);
+}

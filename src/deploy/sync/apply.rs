@@ -399,10 +399,10 @@ fn deploy_production(
     let inst = ctx.plan.prod(to).clone();
     let dir = ctx.layout.checkout(&inst);
     let begin = Instant::now();
-    let fetched = git::fetch(&dir, ctx.url, branch).and_then(|oid| {
+    let fetched = checkouts::rewrite(&ctx.plan.settings, &dir, || {
+        let oid = git::fetch(&dir, ctx.url, branch)?;
         failpoint::stop_at("after-fetch");
         git::checkout(&dir, ctx.url, branch, oid)?;
-        checkouts::hand_over(&ctx.plan.settings, &dir)?;
         Ok(oid)
     });
     let oid = match fetched {
@@ -486,9 +486,9 @@ fn put_back(ctx: &mut Ctx, slot: Slot, branch: &str, before: &Checkout) -> Resul
     let dir = ctx.layout.checkout(&inst);
     let url = before.origin.as_deref().unwrap_or(ctx.url);
     let back_branch = before.branch.as_deref().unwrap_or(branch);
-    if let Err(e) = git::checkout(&dir, url, back_branch, before.head)
-        .and_then(|()| checkouts::hand_over(&ctx.plan.settings, &dir))
-    {
+    if let Err(e) = checkouts::rewrite(&ctx.plan.settings, &dir, || {
+        git::checkout(&dir, url, back_branch, before.head)
+    }) {
         ctx.r.fail(&format!(
             "production: {} cannot go back to {}: {e:#}",
             inst.name,
@@ -588,10 +588,11 @@ fn update_alternates(ctx: &mut Ctx, updates: &[(String, String, Oid, Oid)]) -> R
                     .map(|(name, branch, _, _)| {
                         let dir = layout.alternate_checkout(name);
                         s.spawn(move || {
-                            let oid = git::fetch(&dir, url, branch)?;
-                            git::checkout(&dir, url, branch, oid)?;
-                            checkouts::hand_over(settings, &dir)?;
-                            Ok(oid)
+                            checkouts::rewrite(settings, &dir, || {
+                                let oid = git::fetch(&dir, url, branch)?;
+                                git::checkout(&dir, url, branch, oid)?;
+                                Ok(oid)
+                            })
                         })
                     })
                     .collect();
