@@ -57,6 +57,11 @@ pub struct Settings {
     pub path: String,
     /// Instances' `LANG`.
     pub lang: String,
+    /// Addresses (or networks, `10.0.0.0/8`) of proxies in front of approuter whose
+    /// X-Forwarded-For and X-Forwarded-Proto are believed; anyone else's are replaced.
+    pub trusted_proxies: Vec<String>,
+    /// How long a hook may run before it is killed, with every process it started.
+    pub hook_timeout_secs: u64,
 }
 
 /// The `PATH` instances get unless `path` says otherwise: the system's, as Debian's login sets it.
@@ -79,6 +84,8 @@ impl Default for Settings {
             group: None,
             path: SYSTEM_PATH.into(),
             lang: "C.UTF-8".into(),
+            trusted_proxies: Vec::new(),
+            hook_timeout_secs: 30,
         }
     }
 }
@@ -336,6 +343,19 @@ fn key_line(text: &str, key: &str) -> Option<usize> {
     })
 }
 
+/// `192.0.2.1`, `10.0.0.0/8`, `::1`, `2001:db8::/32`: what nginx's realip and geo accept.
+fn is_address_or_network(text: &str) -> bool {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (text, None),
+    };
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    len.is_none_or(|l| l.parse::<u8>().is_ok_and(|l| l <= max) && !l.starts_with('+'))
+}
+
 /// Semantic checks that serde cannot express; each names the key at fault.
 fn check_settings(s: &Settings) -> std::result::Result<(), (&'static str, String)> {
     if s.listen_port == 0 {
@@ -367,6 +387,9 @@ fn check_settings(s: &Settings) -> std::result::Result<(), (&'static str, String
             "health_path",
             "must be a URL path starting with '/', without spaces or control characters".into(),
         ));
+    }
+    if s.hook_timeout_secs == 0 {
+        return Err(("hook_timeout_secs", "must be at least 1".into()));
     }
     if s.health_timeout_secs == 0 {
         return Err(("health_timeout_secs", "must be at least 1".into()));
@@ -413,6 +436,12 @@ fn check_settings(s: &Settings) -> std::result::Result<(), (&'static str, String
     }
     if s.lang.is_empty() || s.lang.chars().any(|c| c.is_control() || c == ' ') {
         return Err(("lang", "must be a locale name such as C.UTF-8".into()));
+    }
+    if let Some(bad) = s.trusted_proxies.iter().find(|p| !is_address_or_network(p)) {
+        return Err((
+            "trusted_proxies",
+            format!("`{bad}` is not an IP address or a network such as 10.0.0.0/8"),
+        ));
     }
     if let Some(nginx) = &s.nginx {
         if !nginx.is_absolute() {
@@ -469,7 +498,9 @@ pub fn initial_files(
              # user = \"app\"          # the user instances run as (recommended when approuter runs as root)\n\
              # group = \"app\"\n\
              # path = \"{}\"\n\
-             # lang = \"{}\"\n",
+             # lang = \"{}\"\n\
+             # trusted_proxies = [\"127.0.0.1\"]   # proxies whose X-Forwarded-For/-Proto are believed\n\
+             # hook_timeout_secs = {}\n",
             d.listen_port,
             d.prod_ports[0],
             d.prod_ports[1],
@@ -482,6 +513,7 @@ pub fn initial_files(
             d.access_log,
             d.path,
             d.lang,
+            d.hook_timeout_secs,
         ),
     ));
     files
@@ -603,6 +635,12 @@ mod tests {
         assert_eq!(parse_settings(path, "").unwrap(), Settings::default());
         let s = parse_settings(path, "listen_port = 8080\nprod_ports = [1, 2]\n").unwrap();
         assert_eq!((s.listen_port, s.prod_ports), (8080, [1, 2]));
+        let s = parse_settings(
+            path,
+            "trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"2001:db8::/32\", \"::1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(s.trusted_proxies.len(), 4);
         for (text, want) in [
             (
                 "listen_prot = 1\n",
@@ -621,6 +659,15 @@ mod tests {
             ("health_path = \"diag\"\n", "key `health_path`"),
             ("server_name = \"a;b\"\n", "key `server_name`"),
             ("nginx = \"nginx\"\n", "key `nginx`"),
+            (
+                "trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.1;\"]\n",
+                "approuter.toml:1: key `trusted_proxies`: `10.0.0.1;` is not an IP address",
+            ),
+            (
+                "trusted_proxies = [\"10.0.0.0/33\"]\n",
+                "key `trusted_proxies`",
+            ),
+            ("trusted_proxies = [\"all\"]\n", "key `trusted_proxies`"),
         ] {
             let err = parse_settings(path, text).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");

@@ -93,6 +93,14 @@ enum Cmd {
     WhichProd,
     /// Check every instance's health path, directly and through nginx
     Check,
+    /// Say how to reach a production instance through nginx (the inactive one by default): the page and cookie that hold the preview key
+    Preview {
+        /// instance1 or instance2 [default: the inactive one]
+        instance: Option<String>,
+        /// Make a new preview key: the old one stops working at once
+        #[arg(long)]
+        new_key: bool,
+    },
     /// Bring the running environment in line with the repository and the configuration (cron runs it every minute)
     Sync {
         /// Wait for a sync that is running to finish, instead of leaving at once
@@ -143,6 +151,8 @@ fn main() -> ExitCode {
     // with (a umask of 000 would make managed/ writable by every user); tighter modes are
     // asked for where it matters.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    // Nothing the caller left open reaches what approuter starts (svscan, services, hooks).
+    util::file::close_inherited_on_exec();
     // Checkouts belong to the user instances run as, while approuter (often root) runs git on
     // them: libgit2 would refuse them as "not owned by the current user". approuter opens only
     // its own checkouts.
@@ -213,6 +223,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::WhichProd => cmd::switch::which_prod(&layout),
         Cmd::Check => cmd::check::run(&layout),
+        Cmd::Preview { instance, new_key } => {
+            cmd::preview::run(&layout, instance.as_deref(), new_key, cli.no_wait)
+        }
         Cmd::Sync {
             wait,
             dry_run,

@@ -19,6 +19,9 @@ pub const HELD: &str = "rolled-back";
 /// Present while the environment is meant to run (`start` to `shutdown`): a sync that finds it
 /// but no supervisor starts the supervisor again.
 pub const RUNNING: &str = "running";
+/// The secret that opens the production instances to a browser through nginx (the inactive one
+/// may run an older, unpatched version): part of their routing cookie's value.
+pub const PREVIEW_KEY: &str = "preview-key";
 
 fn ports_path(layout: &Layout) -> PathBuf {
     layout.state_file(PORTS)
@@ -224,6 +227,38 @@ pub fn save_failed(layout: &Layout, failed: Option<&Failed>) -> Result<()> {
         ),
         None => fsx::remove_if_present(&layout.state_file(FAILED)),
     }
+}
+
+/// The preview key, if one was made.
+pub fn load_preview_key(layout: &Layout) -> Result<Option<String>> {
+    let text = read_optional(&layout.state_file(PREVIEW_KEY))?;
+    Ok(text
+        .map(|t| t.trim().to_string())
+        .filter(|k| k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit())))
+}
+
+/// The preview key, made (128 random bits, in hex) the first time it is asked for, or anew
+/// with `renew`.
+pub fn preview_key(layout: &Layout, renew: bool) -> Result<String> {
+    if !renew {
+        if let Some(key) = load_preview_key(layout)? {
+            return Ok(key);
+        }
+    }
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").context("opening /dev/urandom")?,
+        &mut bytes,
+    )
+    .context("reading /dev/urandom")?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    save(layout, PREVIEW_KEY, &format!("{key}\n"))?;
+    Ok(key)
+}
+
+/// The routing cookie's value that sends a request to production instance `slot`.
+pub fn preview_cookie(slot: Slot, key: &str) -> String {
+    format!("{}.{key}", slot.name())
 }
 
 pub fn meant_to_run(layout: &Layout) -> bool {

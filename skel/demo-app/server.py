@@ -8,6 +8,9 @@ counting from 1: a gap-free sequence in its log shows that no line was lost.
 GET /echo with "Upgrade: websocket" -> 101, then every byte sent comes back (a tunnel, enough to
                   see an upgraded connection pass through nginx; not a WebSocket implementation)
 POST (any path)  -> 200 "received N bytes": the body is read whole, so uploads can be tested
+GET /headers     -> the request's headers as nginx passed them, one "Name: value" per line
+With a file SERVED_BY, every answer carries "X-Served-By: <its text>": an application that
+claims to be another instance (nginx must not let it through).
 """
 import http.server
 import os
@@ -31,6 +34,7 @@ VERSION = read("VERSION", "0")
 INSTANCE = os.environ.get("APPROUTER_INSTANCE", "?")
 HEALTH = int(read("HEALTH", "200") or "200")
 TICK_MS = int(read("TICK_MS", "0") or "0")
+SERVED_BY = read("SERVED_BY")
 
 
 def say(line):
@@ -56,6 +60,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Upgrade", "").lower() == "websocket":
             return self.tunnel()
         status = 200
+        if self.path == "/headers":
+            body = "".join(f"{k}: {v}\n" for k, v in self.headers.items())
+            return self.answer(200, body, "text/plain; charset=utf-8")
         if self.path.startswith("/diagnostic"):
             status = HEALTH
             body = f"{'ok' if status == 200 else 'unhealthy'}\n"
@@ -85,6 +92,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-App-Version", VERSION)
         self.send_header("X-App-Branch", BRANCH)
+        if SERVED_BY:
+            self.send_header("X-Served-By", SERVED_BY)
         self._headers_buffer.append(b"\r\n" + data)
         self.flush_headers()
 

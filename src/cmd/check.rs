@@ -1,4 +1,4 @@
-//! `approuter check`: every instance's health path, directly and through nginx with its routing cookie, as a table.
+//! `approuter check`: every instance's health path, directly and through nginx with its routing cookie (the preview key's for production instances), as a table.
 
 use anyhow::Result;
 use std::process::ExitCode;
@@ -8,6 +8,8 @@ use crate::deploy::listener::{self, Listening};
 use crate::deploy::load_plan;
 use crate::ext::http::{self, Answer, REQUEST_TIMEOUT};
 use crate::layout::Layout;
+use crate::plan::Role;
+use crate::state;
 
 pub fn run(layout: &Layout) -> Result<ExitCode> {
     let (_, plan) = load_plan(layout)?;
@@ -71,8 +73,15 @@ pub fn run(layout: &Layout) -> Result<ExitCode> {
             notes.join("; ")
         );
     };
+    // A production instance is reached through nginx with the preview key, as an operator's
+    // browser would (`approuter preview`).
+    let key = state::load_preview_key(layout)?.unwrap_or_default();
     for inst in &plan.instances {
-        row(&inst.name, Some(inst.port), Some(&inst.name), &inst.name);
+        let cookie = match inst.role {
+            Role::Prod(slot) => state::preview_cookie(slot, &key),
+            Role::Alternate { .. } => inst.name.clone(),
+        };
+        row(&inst.name, Some(inst.port), Some(&cookie), &inst.name);
     }
     row("production", None, None, plan.active.name());
     Ok(exit_if(all_ok))

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod init;
 pub mod instance_exec;
 pub mod logs;
+pub mod preview;
 pub mod shutdown;
 pub mod start;
 pub mod status;

@@ -74,7 +74,8 @@ fn write_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> 
     // The user instances run as must exist before run scripts name it.
     super::runas::resolve(&plan.settings)?;
     let host = Host::detect(config)?;
-    let files = render::render(plan, layout, &host)?;
+    let key = state::preview_key(layout, false)?;
+    let files = render::render(plan, layout, &host, &key)?;
     check_nginx(layout, &host, &files)?;
     // nginx chooses production by the `active` link: it must exist before an nginx.conf that
     // reads it (an installation from before the link recorded its choice in state/active).
@@ -87,7 +88,9 @@ fn write_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> 
 pub fn preview(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
     super::runas::resolve(&plan.settings)?;
     let host = Host::detect(config)?;
-    let files = render::render(plan, layout, &host)?;
+    // Without a key yet, any stands in: nginx.conf changes either way when one is made.
+    let key = state::load_preview_key(layout)?.unwrap_or_else(|| "0".repeat(32));
+    let files = render::render(plan, layout, &host, &key)?;
     check_nginx(layout, &host, &files)?;
     let mut changes = Changes::default();
     let mut services: BTreeMap<&str, bool> = BTreeMap::new();

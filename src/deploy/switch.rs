@@ -137,6 +137,7 @@ pub fn switch_to(layout: &Layout, plan: &Plan, to: Slot, verify: bool) -> Result
     }
     Ok(hooks::run(
         layout,
+        &plan.settings,
         Event::Switched,
         &[from.name(), to.name()],
     ))

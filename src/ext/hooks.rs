@@ -1,9 +1,13 @@
 //! Operator hooks: optional executables `managed/etc/hooks/<event>`, run after an event with its facts as arguments; they can report but never block.
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::config::Settings;
 use crate::layout::Layout;
 use crate::util::file::is_executable;
 
@@ -35,17 +39,21 @@ impl Event {
 /// hook, since the sync that runs the hook holds approuter's lock until it is done.
 pub const IN_HOOK: &str = "APPROUTER_HOOK";
 
-/// How long a hook may run before it is killed: production does not wait on it any longer.
-const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of a hook's output (each of stdout and stderr) reaches the sync's log; the rest is
+/// read and dropped, so a hook that prints without end neither stalls nor fills memory.
+const OUTPUT_CAP: usize = 64 * 1024;
 
 /// Runs the hook for `event` if there is one. Its output and its outcome are returned as lines
-/// for the caller's log; a hook that fails or hangs is reported, never an error.
-pub fn run(layout: &Layout, event: Event, args: &[&str]) -> Vec<String> {
+/// for the caller's log; a hook that fails or hangs is reported, never an error. A hook runs in
+/// a process group of its own: when it runs past `hook_timeout_secs`, the group is killed, so
+/// whatever it started goes with it.
+pub fn run(layout: &Layout, settings: &Settings, event: Event, args: &[&str]) -> Vec<String> {
     let path = layout.hooks().join(event.name());
     if !is_executable(&path) {
         return Vec::new();
     }
     let name = event.name();
+    let timeout = Duration::from_secs(settings.hook_timeout_secs);
     let mut lines = Vec::new();
     let child = Command::new(&path)
         .args(args)
@@ -56,11 +64,13 @@ pub fn run(layout: &Layout, event: Event, args: &[&str]) -> Vec<String> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => return vec![format!("hook {name}: cannot run {}: {e}", path.display())],
     };
+    let group = Pid::from_raw(child.id() as i32);
     // Read both pipes on threads so a chatty hook cannot fill one and stall.
     let readers: Vec<_> = [
         child
@@ -74,21 +84,15 @@ pub fn run(layout: &Layout, event: Event, args: &[&str]) -> Vec<String> {
     ]
     .into_iter()
     .flatten()
-    .map(|mut r| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    })
+    .map(|r| std::thread::spawn(move || read_capped(r)))
     .collect();
-    let deadline = Instant::now() + HOOK_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break Some(st),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             _ => {
-                let _ = child.kill();
+                let _ = killpg(group, Signal::SIGKILL);
                 let _ = child.wait();
                 break None;
             }
@@ -103,17 +107,43 @@ pub fn run(layout: &Layout, event: Event, args: &[&str]) -> Vec<String> {
         if !r.is_finished() {
             continue;
         }
-        for line in r.join().unwrap_or_default().lines() {
+        let (text, cut) = r.join().unwrap_or_default();
+        for line in text.lines() {
             lines.push(format!("hook {name}: {line}"));
+        }
+        if cut {
+            lines.push(format!(
+                "hook {name}: (output cut at {} KiB)",
+                OUTPUT_CAP / 1024
+            ));
         }
     }
     match status {
         Some(st) if st.success() => {}
         Some(st) => lines.push(format!("hook {name} failed ({st}); carrying on")),
         None => lines.push(format!(
-            "hook {name} still ran after {}s and was killed; carrying on",
-            HOOK_TIMEOUT.as_secs()
+            "hook {name} still ran after {}s and was killed, with every process it started; carrying on",
+            timeout.as_secs()
         )),
     }
     lines
+}
+
+/// Everything `r` gives until its end, keeping the first [`OUTPUT_CAP`] bytes; true when more
+/// was dropped.
+fn read_capped(mut r: Box<dyn Read + Send>) -> (String, bool) {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut cut = false;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = OUTPUT_CAP - kept.len();
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                cut |= n > room;
+            }
+        }
+    }
+    (String::from_utf8_lossy(&kept).into_owned(), cut)
 }

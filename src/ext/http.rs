@@ -25,7 +25,8 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-/// One `GET http://127.0.0.1:<port><path>`, optionally carrying the routing cookie for `route`.
+/// One `GET http://127.0.0.1:<port><path>`, optionally carrying the routing cookie with the
+/// value `route`.
 pub fn get(
     port: u16,
     path: &str,
@@ -34,8 +35,8 @@ pub fn get(
 ) -> Result<Answer, String> {
     let url = format!("http://127.0.0.1:{port}{path}");
     let mut req = agent(timeout).get(&url);
-    if let Some(name) = route {
-        req = req.header("Cookie", format!("{ROUTING_COOKIE}={name}"));
+    if let Some(value) = route {
+        req = req.header("Cookie", format!("{ROUTING_COOKIE}={value}"));
     }
     let start = Instant::now();
     match req.call() {

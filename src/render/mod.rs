@@ -66,12 +66,6 @@ fn environment() -> Environment<'static> {
     env
 }
 
-#[derive(Serialize)]
-struct Route<'a> {
-    name: &'a str,
-    port: u16,
-}
-
 /// An alternate as nginx sees it: its name, port, and the name of its upstream.
 #[derive(Serialize)]
 struct AlternateRoute<'a> {
@@ -87,12 +81,14 @@ fn alternate_upstream(name: &str, port: u16) -> String {
     format!("{name}.alt{}", "_".repeat(usize::from(port % 32)))
 }
 
-/// A production instance as nginx sees it: its port, and the other instance's as its backup.
+/// A production instance as nginx sees it: its port, the other instance's as its backup, and
+/// the routing cookie's value (with the preview key) that reaches it by name.
 #[derive(Serialize)]
 struct Production<'a> {
     name: &'a str,
     port: u16,
     backup_port: u16,
+    cookie: String,
 }
 
 fn path_str(p: &Path) -> Result<String> {
@@ -101,8 +97,14 @@ fn path_str(p: &Path) -> Result<String> {
         .with_context(|| format!("{}: path is not valid UTF-8", p.display()))
 }
 
-/// Renders every generated file of the plan.
-pub fn render(plan: &Plan, layout: &Layout, host: &Host) -> Result<Vec<OutFile>> {
+/// Renders every generated file of the plan; `preview_key` opens the production instances to
+/// whoever holds it (see `state::preview_key`).
+pub fn render(
+    plan: &Plan,
+    layout: &Layout,
+    host: &Host,
+    preview_key: &str,
+) -> Result<Vec<OutFile>> {
     let env = environment();
     let exe = path_str(&host.exe)?;
     let mut out = Vec::new();
@@ -169,7 +171,7 @@ pub fn render(plan: &Plan, layout: &Layout, host: &Host) -> Result<Vec<OutFile>>
         0o644,
         Owner::Crontab,
     )?;
-    out.extend(render_nginx_with(&env, plan, layout, host)?);
+    out.extend(render_nginx_with(&env, plan, layout, host, preview_key)?);
     Ok(out)
 }
 
@@ -178,21 +180,15 @@ fn render_nginx_with(
     plan: &Plan,
     layout: &Layout,
     host: &Host,
+    preview_key: &str,
 ) -> Result<Vec<OutFile>> {
-    let routes: Vec<Route> = plan
-        .instances
-        .iter()
-        .map(|i| Route {
-            name: &i.name,
-            port: i.port,
-        })
-        .collect();
     let production: Vec<Production> = Slot::BOTH
         .iter()
         .map(|&s| Production {
             name: s.name(),
             port: plan.prod(s).port,
             backup_port: plan.prod(s.other()).port,
+            cookie: crate::state::preview_cookie(s, preview_key),
         })
         .collect();
     let alternates: Vec<AlternateRoute> = plan
@@ -203,11 +199,16 @@ fn render_nginx_with(
             upstream: alternate_upstream(&i.name, i.port),
         })
         .collect();
-    let longest = routes.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    // Keys are up to "/remove_alt_cookie_<name>.html" (or two addresses); nginx wants the bucket
+    let longest = alternates
+        .iter()
+        .map(|a| a.name.len())
+        .chain(production.iter().map(|p| p.cookie.len()))
+        .max()
+        .unwrap_or(0);
+    // Keys are up to "/set_alt_cookie_<value>.html" (or two addresses); nginx wants the bucket
     // to hold the longest key, and the table to be comfortably larger than the key count.
     let map_bucket_size = (longest + 32).next_power_of_two().max(64);
-    let map_max_size = (routes.len() * 4).next_power_of_two().max(2048);
+    let map_max_size = ((alternates.len() + 2) * 4).next_power_of_two().max(2048);
     let s = &plan.settings;
     let ctx = minijinja::context! {
         worker_user => host.worker_user.clone(),
@@ -215,7 +216,7 @@ fn render_nginx_with(
         access_log => s.access_log,
         map_bucket_size => map_bucket_size,
         map_max_size => map_max_size,
-        routes => Serde(&routes),
+        trusted_proxies => Serde(&s.trusted_proxies),
         production => Serde(&production),
         alternates => Serde(&alternates),
         cookie => ROUTING_COOKIE,
@@ -225,7 +226,8 @@ fn render_nginx_with(
     Ok(vec![OutFile {
         path: layout.nginx_conf(),
         bytes: render_template(env, "nginx.conf", ctx)?,
-        mode: 0o644,
+        // It holds the preview key.
+        mode: 0o600,
         owner: Owner::Nginx,
     }])
 }
@@ -262,7 +264,7 @@ mod tests {
             worker_user: None,
         };
         let layout = Layout::new("/srv/ar");
-        let files = render(&plan, &layout, &host).unwrap();
+        let files = render(&plan, &layout, &host, "0123456789abcdef0123456789abcdef").unwrap();
         let conf = files
             .iter()
             .find(|f| f.path == layout.nginx_conf())

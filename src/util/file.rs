@@ -1,4 +1,4 @@
-//! Files on disk: writes that readers never see half-done (`X.new` then rename, as s6 and runit do), optional reads, and the executable test.
+//! Files on disk: writes that readers never see half-done (`X.new` then rename, as s6 and runit do), private directories, optional reads, the executable test, and descriptors kept from what approuter starts.
 
 use anyhow::{Context, Result};
 use std::fs::{self, OpenOptions};
@@ -103,6 +103,33 @@ pub fn is_executable(path: &Path) -> bool {
 /// Adds the path to an io error's message, for errors that travel without context.
 pub fn with_path(e: io::Error, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Marks every descriptor above stderr close-on-exec. Whatever the caller of approuter left open
+/// (`flock deploy.lock approuter start` leaves its lock's) would otherwise reach svscan, and
+/// through it every service, for their whole lives.
+pub fn close_inherited_on_exec() {
+    use nix::libc;
+    // SAFETY: close_range only changes descriptor flags; Linux 5.11 and later.
+    let done = unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    if done == 0 {
+        return;
+    }
+    // An older kernel: each open descriptor, as /proc lists them.
+    let Ok(dir) = fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: setting FD_CLOEXEC on a descriptor number changes nothing else; one that was
+        // the listing's own (now closed) just fails.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
 }
 
 #[cfg(test)]

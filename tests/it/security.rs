@@ -711,3 +711,350 @@ fn the_instances_user_cannot_lead_a_deploy_outside_its_checkout() {
     assert_eq!(fs::metadata(&co).unwrap().uid(), user.uid);
     assert_eq!(fs::metadata(co.join(".git")).unwrap().uid(), 0);
 }
+
+/// `curl ARGS...`: the body of the answer.
+fn curl(args: &[&str]) -> String {
+    let o = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl");
+    assert!(o.status.success(), "curl {args:?}: {o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The request headers the demo app saw (its /headers page), by lowercase name.
+fn seen_headers(body: &str) -> std::collections::BTreeMap<String, String> {
+    body.lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect()
+}
+
+/// An ordinary caching proxy (a second, real nginx with proxy_cache) in front of approuter's
+/// nginx; stopped when dropped.
+struct CachingProxy {
+    nginx: crate::util::Proc,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl CachingProxy {
+    fn start(upstream: u16) -> CachingProxy {
+        let dir = tempfile::tempdir().unwrap();
+        // Its workers (nobody, when started as root) keep the cache in here.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir(dir.path().join("cache")).unwrap();
+        fs::set_permissions(dir.path().join("cache"), fs::Permissions::from_mode(0o777)).unwrap();
+        let port = crate::app::free_ports(1);
+        fs::write(
+            dir.path().join("nginx.conf"),
+            format!(
+                "daemon off;\nmaster_process on;\nworker_processes 1;\nerror_log stderr notice;\npid nginx.pid;\n\
+                 events {{ worker_connections 64; }}\n\
+                 http {{\n  access_log off;\n  proxy_temp_path cache/tmp;\n  client_body_temp_path cache/body;\n\
+                 proxy_cache_path cache/data keys_zone=c:1m;\n\
+                 server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
+                 proxy_pass http://127.0.0.1:{upstream};\n      proxy_cache c;\n      proxy_cache_valid 200 10m;\n\
+                 add_header X-Cache $upstream_cache_status always;\n    }}\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let nginx = crate::util::Proc::spawn(
+            std::process::Command::new("nginx")
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg("nginx.conf")
+                .stdout(std::process::Stdio::null()),
+            &dir.path().join("stderr"),
+        );
+        wait_for(secs(10), "the caching proxy to answer", || {
+            get(port, "/", None).is_ok()
+        });
+        CachingProxy {
+            _dir: dir,
+            nginx,
+            port,
+        }
+    }
+}
+
+impl Drop for CachingProxy {
+    fn drop(&mut self) {
+        // TERM to the master, which ends its workers; killing it outright would leave them.
+        self.nginx.signal(nix::sys::signal::Signal::SIGTERM);
+        let mut gone = false;
+        crate::util::settle(secs(10), || {
+            gone = self.nginx.child.try_wait().unwrap().is_some();
+            gone
+        });
+    }
+}
+
+/// The application cannot pass for another instance: nginx drops its X-Served-By and says which
+/// instance answered. Here the new version claims to be the old one, which would make sync
+/// believe its switch did not happen. And a cache in front never gives one routing cookie's page
+/// to another (`Vary: Cookie`).
+#[test]
+fn the_app_cannot_claim_another_instance_and_caches_keep_routes_apart() {
+    let (root, repo, ports) = crate::app::started(&["beta"]);
+    repo.commit(
+        "main",
+        &[("VERSION", "2"), ("SERVED_BY", "instance1")],
+        "v2 lies",
+    );
+    let text = cmd_ok(&root, &["sync"]);
+    assert!(
+        text.contains("on instance2") && text.contains("switched"),
+        "{text}"
+    );
+    let r = get(ports.listen, "/", None).unwrap();
+    let served: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("x-served-by"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(served, ["instance2"]);
+    assert_eq!(r.header("vary"), Some("Cookie"));
+    cmd_ok(&root, &["check"]);
+    cmd_ok(&root, &["switch"]);
+    cmd_ok(&root, &["switch"]);
+
+    let cache = CachingProxy::start(ports.listen);
+    let page = |cookie: Option<&str>| {
+        let r = get(cache.port, "/cached", cookie).unwrap();
+        (
+            r.header("x-served-by").unwrap_or("").to_string(),
+            r.header("x-cache").unwrap_or("").to_string(),
+        )
+    };
+    let prod = page(None);
+    assert_eq!(prod.0, "instance2");
+    assert_eq!(
+        page(None),
+        ("instance2".into(), "HIT".into()),
+        "the page is cached"
+    );
+    let beta = page(Some("approuter_alt=beta"));
+    assert_eq!(beta.0, "beta", "a beta user got production's cached page");
+    assert_eq!(
+        page(Some("approuter_alt=beta")),
+        ("beta".into(), "HIT".into())
+    );
+    assert_eq!(
+        page(None).0,
+        "instance2",
+        "a production user got beta's cached page"
+    );
+}
+
+/// Nobody reaches a production instance by name without the preview key: the inactive one may
+/// run an older, unpatched version. The key is in files only root reads, never in the access
+/// log, and `check` uses it.
+#[test]
+fn the_inactive_instance_is_reached_only_with_the_preview_key() {
+    let (root, _repo, ports) = crate::app::started(&[]);
+    let by = |cookie: Option<&str>| {
+        get(ports.listen, "/", cookie)
+            .unwrap()
+            .header("x-served-by")
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(
+        get(ports.listen, "/set_alt_cookie_instance2.html", None)
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(by(Some("approuter_alt=instance2")), "instance1");
+    assert_eq!(by(Some("approuter_alt=instance2.")), "instance1");
+
+    let text = cmd_ok(&root, &["preview"]);
+    assert!(
+        text.contains("instance2 (inactive production instance)"),
+        "{text}"
+    );
+    let page = text
+        .split_whitespace()
+        .find(|w| w.contains("/set_alt_cookie_instance2."))
+        .unwrap()
+        .split_once(&format!(":{}", ports.listen))
+        .unwrap()
+        .1
+        .to_string();
+    let value = page
+        .trim_start_matches("/set_alt_cookie_")
+        .trim_end_matches(".html")
+        .to_string();
+    let key = value.trim_start_matches("instance2.").to_string();
+    assert_eq!(key.len(), 32);
+    assert_eq!(by(Some(&format!("approuter_alt={value}"))), "instance2");
+    let r = get(ports.listen, &page, None).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.header("set-cookie").unwrap().contains(&value));
+    assert!(!r.body.contains(&key), "{}", r.body);
+    cmd_ok(&root, &["check"]);
+
+    // Only root reads the key, and the access log does not hold it.
+    for f in [root.var("nginx/nginx.conf"), root.var("state/preview-key")] {
+        assert_eq!(mode(&f) & 0o077, 0, "{}", f.display());
+    }
+    if let Some(user) = TestUser::new(root.path()) {
+        for f in [root.var("nginx/nginx.conf"), root.var("state/preview-key")] {
+            let o = user.command("cat").arg(&f).output().unwrap();
+            assert!(!o.status.success(), "{} read {}", user.name, f.display());
+        }
+    }
+    get(ports.listen, "/logged-after-the-preview", None).unwrap();
+    let log = root.var("log/nginx/current");
+    wait_for(secs(10), "the access log to be written", || {
+        fs::read_to_string(&log).is_ok_and(|l| l.contains("/logged-after-the-preview"))
+    });
+    assert!(!fs::read_to_string(&log).unwrap().contains(&key));
+
+    // A new key: the old one opens nothing any more.
+    let text = cmd_ok(&root, &["preview", "--new-key", "instance2"]);
+    assert!(!text.contains(&key), "{text}");
+    wait_for(secs(10), "the old key to stop working", || {
+        by(Some(&format!("approuter_alt={value}"))) == "instance1"
+    });
+    cmd_ok(&root, &["check"]);
+}
+
+/// Instances see the Host the client asked for, port included, and forwarded headers only as a
+/// trusted proxy set them; from anyone else they are replaced, never appended to.
+#[test]
+fn forwarded_headers_are_believed_only_from_trusted_proxies() {
+    let (root, _repo, ports) = crate::app::started(&[]);
+    let url = format!("http://127.0.0.1:{}/headers", ports.listen);
+    let forged = [
+        "-H",
+        "X-Forwarded-For: 203.0.113.9",
+        "-H",
+        "X-Forwarded-Proto: https",
+        "-H",
+        "X-Real-IP: 203.0.113.9",
+    ];
+    let mut args = forged.to_vec();
+    args.push(&url);
+    let h = seen_headers(&curl(&args));
+    assert_eq!(h["host"], format!("127.0.0.1:{}", ports.listen));
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+
+    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
+    root.write_etc(
+        "approuter.toml",
+        &format!("{toml}trusted_proxies = [\"127.0.0.1\"]\n"),
+    );
+    cmd_ok(&root, &["sync"]);
+    wait_for(secs(10), "nginx to trust 127.0.0.1", || {
+        seen_headers(&curl(&args))
+            .get("x-real-ip")
+            .map(String::as_str)
+            == Some("203.0.113.9")
+    });
+    let h = seen_headers(&curl(&args));
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    // From an address that is not a trusted proxy, the same headers count for nothing.
+    let mut args = vec!["--interface", "127.0.0.2"];
+    args.extend_from_slice(&forged);
+    args.push(&url);
+    let h = seen_headers(&curl(&args));
+    assert_eq!(h["x-forwarded-for"], "127.0.0.2");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-real-ip"], "127.0.0.2");
+}
+
+/// True while `pid` runs (a zombie waiting for init to reap it has ended).
+fn runs(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+/// What the caller of `approuter start` left open (here the lock of `flock LOCK approuter
+/// start`) does not reach svscan or the services: the lock is free once start returns.
+#[test]
+fn what_the_caller_left_open_does_not_reach_the_services() {
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    configure(&root, &repo.url(), &[], 20);
+    let lock = root.path().join("deploy.lock");
+    let o = std::process::Command::new("flock")
+        .arg("-n")
+        .arg(&lock)
+        .arg(crate::util::approuter_exe())
+        .arg("--root")
+        .arg(root.path())
+        .arg("start")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        !crate::util::is_locked(&lock),
+        "the caller's lock is still held by what approuter started"
+    );
+    for svc in ["instance1", "nginx"] {
+        let fds = fs::read_dir(format!("/proc/{}/fd", pid(&root, svc))).unwrap();
+        for fd in fds {
+            let target = fs::read_link(fd.unwrap().path()).unwrap_or_default();
+            assert_ne!(target, lock, "{svc} holds the caller's descriptor");
+        }
+    }
+}
+
+/// A hook that hangs, leaves a process behind and prints without end: killed at its timeout with
+/// everything it started, its output cut, and the deploy done regardless.
+#[test]
+fn a_runaway_hook_is_ended_with_everything_it_started() {
+    let (root, repo, ports) = crate::app::started(&[]);
+    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
+    root.write_etc("approuter.toml", &format!("{toml}hook_timeout_secs = 2\n"));
+    let child_pid = root.path().join("hook-child.pid");
+    crate::util::write_exec(
+        &root.managed().join("etc/hooks/deployed"),
+        &format!(
+            "#!/bin/sh\nsleep 300 &\necho $! > '{}'\nhead -c 1000000 /dev/zero | tr '\\0' x\necho\nexec sleep 300\n",
+            child_pid.display()
+        ),
+    );
+    repo.commit("main", &[("VERSION", "2")], "v2");
+    let begun = std::time::Instant::now();
+    let text = cmd_ok(&root, &["sync"]);
+    assert!(
+        begun.elapsed() < secs(30),
+        "the sync waited {:?}",
+        begun.elapsed()
+    );
+    assert!(
+        text.contains("hook deployed: (output cut at 64 KiB)")
+            && text.contains("was killed, with every process it started"),
+        "{}",
+        &text[text.len().saturating_sub(2000)..]
+    );
+    assert!(text.len() < 100 * 1024, "{} bytes of output", text.len());
+    assert_eq!(
+        get(ports.listen, "/", None)
+            .unwrap()
+            .header("x-app-version"),
+        Some("2")
+    );
+    let child: u32 = fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for(secs(5), "the hook's background process to end", || {
+        !runs(child)
+    });
+}

@@ -97,6 +97,7 @@ impl Ctx<'_> {
         state::save_held(self.layout, None)?;
         self.r.hook(
             self.layout,
+            &self.plan.settings,
             Event::Deployed,
             &[to.name(), &from.to_string(), &target.to_string()],
         );
@@ -466,6 +467,7 @@ fn deploy_production(
             );
             ctx.r.hook(
                 ctx.layout,
+                &ctx.plan.settings,
                 Event::DeployFailed,
                 &[to.name(), &oid.to_string()],
             );
@@ -638,6 +640,7 @@ fn update_alternates(ctx: &mut Ctx, updates: &[(String, String, Oid, Oid)]) -> R
         }
         ctx.r.hook(
             ctx.layout,
+            &ctx.plan.settings,
             Event::AlternateUpdated,
             &[name, &from.to_string(), &oid.to_string()],
         );

@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::config::Settings;
 use crate::ext::hooks::{self, Event};
 use crate::layout::Layout;
 use crate::util::tai64;
@@ -55,7 +56,7 @@ impl Report {
         }
     }
 
-    pub fn hook(&self, layout: &Layout, event: Event, args: &[&str]) {
-        self.lines(hooks::run(layout, event, args));
+    pub fn hook(&self, layout: &Layout, settings: &Settings, event: Event, args: &[&str]) {
+        self.lines(hooks::run(layout, settings, event, args));
     }
 }
