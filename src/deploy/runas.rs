@@ -107,14 +107,20 @@ fn give_in(fd: &OwnedFd, path: &Path, to: &RunAs, top: bool) -> Result<()> {
 /// bits. Then the user (or a process it left behind) can no longer move a directory or plant a
 /// symlink where git is about to write. Each directory is taken before its contents are looked
 /// at, for the same reason.
+///
+/// The repository is left as it is: it was never given away, and if the user replaced it, git
+/// must find the replacement still theirs and refuse it.
 pub fn take_back(dir: &Path) -> Result<()> {
     let top = open_dir(None, dir)?;
     lock_dir(&top, dir)?;
-    take_back_in(&top, dir)
+    take_back_in(&top, dir, true)
 }
 
-fn take_back_in(fd: &OwnedFd, path: &Path) -> Result<()> {
+fn take_back_in(fd: &OwnedFd, path: &Path, top: bool) -> Result<()> {
     for name in names(fd, path)? {
+        if top && name == GIT_DIR {
+            continue;
+        }
         let at = path.join(&name);
         let st = fstatat(fd, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
             .with_context(|| format!("{}: cannot read", at.display()))?;
@@ -122,7 +128,7 @@ fn take_back_in(fd: &OwnedFd, path: &Path) -> Result<()> {
         if kind == SFlag::S_IFDIR {
             let child = open_dir(Some(fd), &at)?;
             lock_dir(&child, &at)?;
-            take_back_in(&child, &at)?;
+            take_back_in(&child, &at, false)?;
             continue;
         }
         let root = Some(Uid::from_raw(0));

@@ -199,8 +199,52 @@ fn open(dest: &Path) -> Result<Repository> {
     Repository::open(dest).with_context(|| format!("{}: not a git checkout", dest.display()))
 }
 
+/// Opens the repository of the checkout `dest`, and only the one approuter cloned there: its
+/// `.git` a real directory of approuter's user that nobody else can write, working on `dest`
+/// itself. The instances' user owns the checkout's top directory, so it can rename `.git` away
+/// and put its own in its place (a directory, a `gitdir:` file, a symlink); with
+/// `core.worktree` that one would lead git, which runs as root, to write anywhere.
+fn open_checkout(dest: &Path) -> Result<Repository> {
+    use std::os::unix::fs::MetadataExt;
+    let git_dir = dest.join(".git");
+    let meta = std::fs::symlink_metadata(&git_dir)
+        .with_context(|| format!("{}: not a git checkout", dest.display()))?;
+    let euid = nix::unistd::Uid::effective().as_raw();
+    let kind = if meta.is_symlink() {
+        Some("a symlink")
+    } else if !meta.is_dir() {
+        Some("a file")
+    } else if meta.uid() != euid {
+        Some("a directory of another user")
+    } else if meta.mode() & 0o022 != 0 {
+        Some("a directory others can write")
+    } else {
+        None
+    };
+    let replaced = |what: &str| {
+        anyhow!(
+            "{}: {what}, not the repository approuter cloned; something replaced it: move the checkout away to have it cloned again",
+            git_dir.display()
+        )
+    };
+    if let Some(kind) = kind {
+        return Err(replaced(&format!("is {kind}")));
+    }
+    let repo = Repository::open_ext(
+        dest,
+        git2::RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&std::ffi::OsStr>(),
+    )
+    .with_context(|| format!("{}: not a git checkout", dest.display()))?;
+    let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
+    if !same(repo.path(), &git_dir) || !repo.workdir().is_some_and(|w| same(w, dest)) {
+        return Err(replaced("works on another tree (core.worktree)"));
+    }
+    Ok(repo)
+}
+
 pub fn inspect(dest: &Path) -> Result<Checkout> {
-    let repo = open(dest)?;
+    let repo = open_checkout(dest)?;
     let head = repo
         .head()
         .with_context(|| format!("{}: no HEAD", dest.display()))?;
@@ -224,7 +268,7 @@ pub fn inspect(dest: &Path) -> Result<Checkout> {
 
 /// Fetches `branch` from origin and returns its head; nothing in the work tree changes.
 pub fn fetch(dest: &Path, url: &str, branch: &str) -> Result<Oid> {
-    let repo = open(dest)?;
+    let repo = open_checkout(dest)?;
     let mut remote = repo
         .remote_anonymous(url)
         .with_context(|| format!("{}: bad repository URL {url}", dest.display()))?;
@@ -252,7 +296,7 @@ pub fn fetch(dest: &Path, url: &str, branch: &str) -> Result<Oid> {
 /// (or made) there and checked out, `git reset --hard`, and every file the commit does not track
 /// removed, except the ones the repository ignores. `oid` must have been fetched.
 pub fn checkout(dest: &Path, url: &str, branch: &str, oid: Oid) -> Result<()> {
-    let repo = open(dest)?;
+    let repo = open_checkout(dest)?;
     if repo
         .find_remote("origin")
         .ok()

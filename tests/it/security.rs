@@ -4,7 +4,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
-use crate::app::{cmd_ok, configure, get, out, AppRepo};
+use crate::app::{cmd_ok, configure, get, out, sync, AppRepo};
 use crate::util::{environ, one_line_error, secs, uid_of, wait_for, Root, TestUser};
 
 fn pid(root: &Root, svc: &str) -> u32 {
@@ -710,6 +710,76 @@ fn the_instances_user_cannot_lead_a_deploy_outside_its_checkout() {
     assert_eq!(fs::metadata(&css).unwrap().uid(), user.uid);
     assert_eq!(fs::metadata(&co).unwrap().uid(), user.uid);
     assert_eq!(fs::metadata(co.join(".git")).unwrap().uid(), 0);
+
+    // The user owns the top directory of the checkout the next deploy rewrites, so it can put a
+    // repository of its own where approuter's was: a copy working on another tree, a `gitdir:`
+    // file pointing at one, a symlink to one. Git (as root) must refuse each.
+    let next = root.managed().join("prod/instance1");
+    let fake = user.home.join("fake.git");
+    let as_user_in = |script: &str| {
+        user.command("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&next)
+            .output()
+            .unwrap()
+    };
+    let worktree = format!(
+        "git init -q --bare {fake} && git --git-dir={fake} config core.bare false && git --git-dir={fake} config core.worktree {victim}",
+        fake = fake.display(),
+        victim = victim.display()
+    );
+    let attacks = [
+        format!(
+            "mv .git g && mkdir .git && cp -r g/. .git/ && git --git-dir=.git config core.worktree {}",
+            victim.display()
+        ),
+        format!("{worktree} && mv .git g && echo 'gitdir: {}' > .git", fake.display()),
+        format!("{worktree} && mv .git g && ln -s {} .git", fake.display()),
+    ];
+    for (n, attack) in attacks.iter().enumerate() {
+        let o = as_user_in(attack);
+        assert!(o.status.success(), "{attack}: {o:?}");
+        repo.commit("main", &[("VERSION", &format!("{}", n + 3))], "next");
+        let o = sync(&root, &[]);
+        assert!(!o.status.success(), "{attack}: {}", out(&o));
+        let text = out(&o);
+        assert!(
+            text.contains("instance1/.git") && text.contains("replaced it"),
+            "{attack}: {text}"
+        );
+        assert_eq!(
+            fs::read_dir(&victim).unwrap().count(),
+            0,
+            "{attack}: git wrote in the user's core.worktree"
+        );
+        assert_eq!(
+            get(ports.listen, "/", None)
+                .unwrap()
+                .header("x-app-version"),
+            Some("2"),
+            "{attack}"
+        );
+        // Put approuter's repository back, as an operator would after reading the error.
+        let restore = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "rm -rf .git {fake} && mv g .git && chown -R 0:0 .git",
+                fake = fake.display()
+            ))
+            .current_dir(&next)
+            .status()
+            .unwrap();
+        assert!(restore.success());
+    }
+    let text = cmd_ok(&root, &["sync"]);
+    assert!(text.contains("on instance1"), "{text}");
+    assert_eq!(
+        get(ports.listen, "/", None)
+            .unwrap()
+            .header("x-app-version"),
+        Some("5")
+    );
 }
 
 /// `curl ARGS...`: the body of the answer.
