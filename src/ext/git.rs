@@ -1,6 +1,6 @@
 //! Every git operation approuter performs, through git2: asking the remote, cloning, fetching, hard resets, reading what a checkout holds, and making the demo's repository.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use git2::{
     build::{CheckoutBuilder, RepoBuilder},
     Cred, CredentialType, Direction, FetchOptions, IndexAddOption, Oid, Remote, RemoteCallbacks,
@@ -322,7 +322,7 @@ pub fn checkout(dest: &Path, url: &str, branch: &str, oid: Oid) -> Result<()> {
     let tree = commit
         .tree()
         .with_context(|| format!("{}: commit {} has no tree", dest.display(), short(oid)))?;
-    remove_misleading_links(&repo, dest, &tree)?;
+    remove_misleading_links(&repo, dest, oid, &tree)?;
     let mut co = CheckoutBuilder::new();
     co.force();
     if on_branch {
@@ -345,7 +345,12 @@ pub fn checkout(dest: &Path, url: &str, branch: &str, oid: Oid) -> Result<()> {
 /// Removes whatever would lead git's writes out of the checkout: a symlink (or a file) where
 /// the tree it writes, or the one it replaces, has a directory, and a symlink where it has a
 /// file. libgit2 writes through both (git does not), and approuter's git runs as root.
-fn remove_misleading_links(repo: &Repository, dest: &Path, tree: &git2::Tree) -> Result<()> {
+fn remove_misleading_links(
+    repo: &Repository,
+    dest: &Path,
+    commit: Oid,
+    tree: &git2::Tree,
+) -> Result<()> {
     const LINK: u32 = 0o120000;
     let mut paths: Vec<(Vec<u8>, bool)> = Vec::new();
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
@@ -361,6 +366,16 @@ fn remove_misleading_links(repo: &Repository, dest: &Path, tree: &git2::Tree) ->
         .index()
         .with_context(|| format!("{}: cannot read the index", dest.display()))?;
     paths.extend(index.iter().map(|e| (e.path, e.mode == LINK)));
+    for (bytes, _) in &paths {
+        if inside_checkout(bytes).is_none() {
+            bail!(
+                "{}: commit {} has a path git refuses to check out, `{}`; remove it from the branch (git fsck names such paths)",
+                dest.display(),
+                short(commit),
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
     let remove = |rel: &Path| {
         std::fs::remove_file(dest.join(rel))
             .with_context(|| format!("{}: cannot remove it", dest.join(rel).display()))
@@ -389,9 +404,55 @@ fn remove_misleading_links(repo: &Repository, dest: &Path, tree: &git2::Tree) ->
     Ok(())
 }
 
+/// Removes every `.gitignore` under `dest/rel` that the index does not have, without following
+/// a symlink; the repository itself is not looked into.
+fn remove_foreign_ignores(index: &git2::Index, dest: &Path, rel: &Path) -> Result<()> {
+    let dir = dest.join(rel);
+    let entries =
+        std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("{}: cannot list", dir.display()))?;
+        let name = entry.file_name();
+        let path = rel.join(&name);
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("{}: cannot read", dest.join(&path).display()))?;
+        if kind.is_dir() && !(rel.as_os_str().is_empty() && name == ".git") {
+            remove_foreign_ignores(index, dest, &path)?;
+        } else if name == ".gitignore" && index.get_path(&path, 0).is_none() {
+            std::fs::remove_file(dest.join(&path)).with_context(|| {
+                format!(
+                    "{}: cannot remove this .gitignore the commit does not have",
+                    dest.join(&path).display()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A path of a tree or the index as a relative path that stays inside the checkout, or `None`:
+/// nothing absolute, empty, `.`, `..` or `.git` (in any case). libgit2 refuses these when it
+/// checks out, but approuter removes what is in the way before that, and a commit is whatever
+/// was pushed: a tree can name `..` (`git mktree` makes one).
+fn inside_checkout(bytes: &[u8]) -> Option<&Path> {
+    let fine =
+        |c: &[u8]| !c.is_empty() && c != b"." && c != b".." && !c.eq_ignore_ascii_case(b".git");
+    (!bytes.contains(&0) && bytes.split(|&b| b == b'/').all(fine))
+        .then(|| Path::new(std::ffi::OsStr::from_bytes(bytes)))
+}
+
 /// `git clean -f -d` (ignored files stay): libgit2's hard reset does not remove untracked files,
 /// whatever its checkout options say, and a file planted in a checkout must not survive a deploy.
+///
+/// Only the commit's own ignore rules count: a `.gitignore` the commit does not have (one that
+/// ignores itself and everything beside it, `*`) is removed first, or it would hide what was
+/// planted next to it.
 fn remove_untracked(repo: &Repository, dest: &Path) -> Result<()> {
+    let index = repo
+        .index()
+        .with_context(|| format!("{}: cannot read the index", dest.display()))?;
+    remove_foreign_ignores(&index, dest, Path::new(""))?;
     let mut opts = git2::StatusOptions::new();
     opts.include_untracked(true)
         .recurse_untracked_dirs(true)
@@ -405,13 +466,15 @@ fn remove_untracked(repo: &Repository, dest: &Path) -> Result<()> {
         // Bytes: a name that is not UTF-8 is removed like any other.
         let rel = Path::new(std::ffi::OsStr::from_bytes(entry.path_bytes()));
         let path = dest.join(rel);
-        // A symlink (to a directory or not) is removed itself, never followed.
-        std::fs::remove_file(&path)
-            .or_else(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            })
-            .with_context(|| format!("{}: cannot remove this untracked file", path.display()))?;
+        // A symlink (to a directory or not) is removed itself, never followed; a directory
+        // listed whole is another repository someone made in the tree.
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+        .with_context(|| format!("{}: cannot remove this untracked file", path.display()))?;
         dirs.extend(
             rel.ancestors()
                 .skip(1)
@@ -522,6 +585,37 @@ pub fn switch_branch(dir: &Path, branch: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_inside_a_checkout() {
+        for ok in [
+            "a",
+            "a/b.txt",
+            "static/.gitignore",
+            ".github/x",
+            "..a",
+            "a..",
+        ] {
+            assert!(inside_checkout(ok.as_bytes()).is_some(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "..",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a/.",
+            ".git/config",
+            "a/.GIT/hooks",
+            ".Git",
+            "a\0b",
+            "a/",
+        ] {
+            assert!(inside_checkout(bad.as_bytes()).is_none(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn urls() {

@@ -584,6 +584,61 @@ fn nothing_approuter_makes_is_writable_by_others_whatever_the_umask() {
     );
 }
 
+/// A pushed commit can hold paths git itself never writes (`..`, `.git`): the deploy fails
+/// naming the path, and nothing outside the checkout is touched on the way.
+#[test]
+fn a_commit_with_paths_git_refuses_touches_nothing_outside_the_checkout() {
+    let (root, repo, ports) = crate::app::started(&[]);
+    // prod/instance1/../../.. is the root: `../../../victim/x` in a tree would make approuter
+    // remove the file `victim`, which is "in the way" of a directory.
+    let victim = root.path().join("victim");
+    fs::write(&victim, "root's\n").unwrap();
+    let dir = root.path().join("app-repo");
+    let git_in = |args: &[&str], input: &str| {
+        use std::io::Write;
+        let mut c = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "git {args:?}");
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    let blob = git_in(&["hash-object", "-w", "--stdin"], "planted\n");
+    let mut tree = git_in(&["mktree"], &format!("100644 blob {blob}\tx\n"));
+    for name in ["victim", "..", ".."] {
+        tree = git_in(&["mktree"], &format!("040000 tree {tree}\t{name}\n"));
+    }
+    let mut top = crate::app::git(&dir, &["ls-tree", "main"]);
+    top.push_str(&format!("\n040000 tree {tree}\t..\n"));
+    let top = git_in(&["mktree"], &top);
+    let commit = git_in(&["commit-tree", &top, "-p", "main", "-m", "dots"], "");
+    crate::app::git(&dir, &["update-ref", "refs/heads/main", &commit]);
+
+    let o = sync(&root, &[]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert_eq!(
+        fs::read_to_string(&victim).ok().as_deref(),
+        Some("root's\n"),
+        "the deploy removed a file outside the checkout"
+    );
+    let text = out(&o);
+    assert!(
+        text.contains("has a path git refuses to check out") && text.contains("../../../victim/x"),
+        "{text}"
+    );
+    assert_eq!(
+        get(ports.listen, "/", None)
+            .unwrap()
+            .header("x-app-version"),
+        Some("1")
+    );
+}
+
 /// A deploy leaves exactly the commit in a checkout: a planted script, an untracked directory
 /// and an untracked symlink go; files the repository ignores (an app's cache) stay.
 #[test]
@@ -595,6 +650,13 @@ fn untracked_files_do_not_survive_a_deploy() {
     fs::create_dir_all(co.join("evil/deeper")).unwrap();
     fs::write(co.join("evil/deeper/shell.php"), "<?php").unwrap();
     symlink("/etc", co.join("etc-link")).unwrap();
+    // Hidden by a .gitignore of its own (`*` ignores itself too), or inside a repository made
+    // in the tree (git lists it as one untracked directory).
+    fs::create_dir_all(co.join("static/hidden")).unwrap();
+    fs::write(co.join("static/hidden/.gitignore"), "*\n").unwrap();
+    fs::write(co.join("static/hidden/shell.php"), "<?php").unwrap();
+    crate::app::git(&co, &["init", "-q", "nested"]);
+    fs::write(co.join("nested/shell.php"), "<?php").unwrap();
     fs::write(co.join("keep.log"), "an app's log\n").unwrap();
     fs::create_dir_all(co.join("cache")).unwrap();
     fs::write(co.join("cache/data"), "cached\n").unwrap();
@@ -611,7 +673,13 @@ fn untracked_files_do_not_survive_a_deploy() {
             .header("x-app-version"),
         Some("2")
     );
-    for gone in ["webshell.php", "evil", "etc-link"] {
+    for gone in [
+        "webshell.php",
+        "evil",
+        "etc-link",
+        "static/hidden",
+        "nested",
+    ] {
         assert!(
             fs::symlink_metadata(co.join(gone)).is_err(),
             "{gone} survived the deploy"
