@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use minijinja::value::Serde;
 use minijinja::{Environment, ErrorKind};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use host::Host;
@@ -217,6 +218,7 @@ fn render_nginx_with(
         map_bucket_size => map_bucket_size,
         map_max_size => map_max_size,
         trusted_proxies => Serde(&s.trusted_proxies),
+        forwarded_passed => Serde(forwarded_passed()),
         production => Serde(&production),
         alternates => Serde(&alternates),
         cookie => ROUTING_COOKIE,
@@ -230,6 +232,30 @@ fn render_nginx_with(
         mode: 0o600,
         owner: Owner::Nginx,
     }])
+}
+
+/// Headers by which a client could pass for another host, port, path or for HTTPS: passed on
+/// only from a trusted proxy, removed otherwise. X-Forwarded-For and -Proto are rewritten
+/// instead (the instances always get them).
+const FORWARDED_PASSED: [&str; 5] = [
+    "Forwarded",
+    "X-Forwarded-Host",
+    "X-Forwarded-Port",
+    "X-Forwarded-Ssl",
+    "X-Forwarded-Prefix",
+];
+
+/// Each of them with the name of its nginx variable (`x_forwarded_host`).
+fn forwarded_passed() -> Vec<BTreeMap<&'static str, String>> {
+    FORWARDED_PASSED
+        .iter()
+        .map(|h| {
+            BTreeMap::from([
+                ("header", h.to_string()),
+                ("var", h.to_ascii_lowercase().replace('-', "_")),
+            ])
+        })
+        .collect()
 }
 
 fn render_template(env: &Environment, name: &str, ctx: minijinja::Value) -> Result<Vec<u8>> {

@@ -1032,9 +1032,24 @@ fn the_inactive_instance_is_reached_only_with_the_preview_key() {
     assert_eq!(by(Some(&format!("approuter_alt={value}"))), "instance2");
     let r = get(ports.listen, &page, None).unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.header("set-cookie").unwrap().contains(&value));
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(cookie.contains(&value) && cookie.contains("HttpOnly"), "{cookie}");
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
     assert!(!r.body.contains(&key), "{}", r.body);
     cmd_ok(&root, &["check"]);
+
+    // A client that sends the page as Referer anyway: the instance never sees it.
+    let url = format!("http://127.0.0.1:{}/headers", ports.listen);
+    let h = seen_headers(&curl(&[
+        "-b",
+        &format!("approuter_alt={value}"),
+        "-e",
+        &format!("http://127.0.0.1:{}{page}", ports.listen),
+        &url,
+    ]));
+    assert!(!h.contains_key("referer"), "{h:?}");
+    let h = seen_headers(&curl(&["-e", "http://elsewhere.example/a", &url]));
+    assert_eq!(h["referer"], "http://elsewhere.example/a");
 
     // Only root reads the key, and the access log does not hold it.
     for f in [root.var("nginx/nginx.conf"), root.var("state/preview-key")] {
@@ -1075,6 +1090,23 @@ fn forwarded_headers_are_believed_only_from_trusted_proxies() {
         "X-Forwarded-Proto: https",
         "-H",
         "X-Real-IP: 203.0.113.9",
+        "-H",
+        "Forwarded: for=203.0.113.9;proto=https;host=bank.example",
+        "-H",
+        "X-Forwarded-Host: bank.example",
+        "-H",
+        "X-Forwarded-Port: 443",
+        "-H",
+        "X-Forwarded-Ssl: on",
+        "-H",
+        "X-Forwarded-Prefix: /admin",
+    ];
+    let removed = [
+        "forwarded",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-ssl",
+        "x-forwarded-prefix",
     ];
     let mut args = forged.to_vec();
     args.push(&url);
@@ -1083,6 +1115,9 @@ fn forwarded_headers_are_believed_only_from_trusted_proxies() {
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-real-ip"], "127.0.0.1");
+    for name in removed {
+        assert!(!h.contains_key(name), "{name} passed on: {h:?}");
+    }
 
     let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
     root.write_etc(
@@ -1099,6 +1134,9 @@ fn forwarded_headers_are_believed_only_from_trusted_proxies() {
     let h = seen_headers(&curl(&args));
     assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "bank.example");
+    assert_eq!(h["x-forwarded-prefix"], "/admin");
+    assert!(h["forwarded"].contains("bank.example"), "{h:?}");
     // From an address that is not a trusted proxy, the same headers count for nothing.
     let mut args = vec!["--interface", "127.0.0.2"];
     args.extend_from_slice(&forged);
@@ -1107,6 +1145,9 @@ fn forwarded_headers_are_believed_only_from_trusted_proxies() {
     assert_eq!(h["x-forwarded-for"], "127.0.0.2");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-real-ip"], "127.0.0.2");
+    for name in removed {
+        assert!(!h.contains_key(name), "{name} passed on: {h:?}");
+    }
 }
 
 /// True while `pid` runs (a zombie waiting for init to reap it has ended).
