@@ -270,7 +270,7 @@ fn render_template(env: &Environment, name: &str, ctx: minijinja::Value) -> Resu
 mod tests {
     use super::*;
     use crate::config::{Alternate, Config, Settings};
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeSet;
 
     #[test]
     fn every_template_renders_for_a_plan() {
@@ -307,6 +307,11 @@ mod tests {
         ] {
             assert!(conf.contains(want), "{want} missing in:\n{conf}");
         }
+        // Without trusted proxies, an nginx built without the realip module loads it too.
+        assert!(
+            !conf.contains("real_ip") && !conf.contains("$realip"),
+            "{conf}"
+        );
         let nginx_run = files
             .iter()
             .find(|f| f.path == layout.service_file(NGINX, "run"))

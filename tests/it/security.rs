@@ -1033,7 +1033,10 @@ fn the_inactive_instance_is_reached_only_with_the_preview_key() {
     let r = get(ports.listen, &page, None).unwrap();
     assert_eq!(r.status, 200);
     let cookie = r.header("set-cookie").unwrap();
-    assert!(cookie.contains(&value) && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(
+        cookie.contains(&value) && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
     assert!(!r.body.contains(&key), "{}", r.body);
     cmd_ok(&root, &["check"]);
