@@ -69,14 +69,17 @@ fn check_ports(layout: &Layout, plan: &Plan) -> Result<()> {
         }
         let holders = procfs::listeners(port);
         if !holders.is_empty()
+            && holders.unseen == 0
             && holders
+                .seen
                 .iter()
                 .all(|h| procfs::stat(h.pid).is_some_and(|s| ours.contains(&s.session)))
         {
             continue;
         }
-        let who = match holders.first() {
+        let who = match holders.seen.first() {
             Some(h) => format!("{} (pid {})", h.name, h.pid),
+            None if holders.unseen > 0 => crate::deploy::listener::unseen_holder(),
             None => "another process".into(),
         };
         bail!("port {port}, needed for {what}, is in use by {who}; stop it or choose another port in managed/etc/approuter.toml");

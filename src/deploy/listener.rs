@@ -31,16 +31,28 @@ pub fn of_dir(service: &Path, port: u16) -> Listening {
         .ok()
         .filter(|st| st.is_up())
         .map(|st| st.pid);
-    let foreign: Vec<String> = holders
+    let mut foreign: Vec<String> = holders
+        .seen
         .iter()
         .filter(|h| session.is_none_or(|s| procfs::stat(h.pid).is_none_or(|st| st.session != s)))
         .map(|h| procfs::describe(h.pid))
         .collect();
+    if holders.unseen > 0 {
+        foreign.push(unseen_holder());
+    }
     if foreign.is_empty() {
         Listening::Ours
     } else {
         Listening::Foreign(foreign.join(", "))
     }
+}
+
+/// A holder /proc does not show approuter: another user's process, when approuter is not root.
+pub fn unseen_holder() -> String {
+    format!(
+        "a process approuter cannot see (approuter runs as uid {}; another user's process)",
+        nix::unistd::Uid::effective()
+    )
 }
 
 /// The error for a port someone else holds.

@@ -238,30 +238,62 @@ fn listening_inodes(port: u16) -> Vec<u64> {
         .collect()
 }
 
-/// The processes holding a listening socket on `port`, as far as /proc lets us see.
-pub fn listeners(port: u16) -> Vec<Listener> {
+/// Who holds the listening sockets on a port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listeners {
+    /// The processes found holding one.
+    pub seen: Vec<Listener>,
+    /// Sockets whose holder /proc does not show: when approuter is not root, another user's
+    /// process descriptors cannot be read. Such a holder is a stranger, never "nobody".
+    pub unseen: usize,
+}
+
+impl Listeners {
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty() && self.unseen == 0
+    }
+}
+
+/// The processes holding a listening socket on `port`, and how many sockets they leave
+/// unexplained.
+pub fn listeners(port: u16) -> Listeners {
     let inodes = listening_inodes(port);
     if inodes.is_empty() {
-        return Vec::new();
+        return Listeners::default();
     }
-    let targets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-    pids()
+    let targets: Vec<(u64, String)> = inodes
+        .iter()
+        .map(|&i| (i, format!("socket:[{i}]")))
+        .collect();
+    let mut found = std::collections::BTreeSet::new();
+    let seen = pids()
         .into_iter()
         .filter(|pid| {
             let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
                 return false;
             };
-            fds.flatten().any(|fd| {
-                fs::read_link(fd.path())
-                    .map(|t| targets.iter().any(|x| t.as_os_str() == x.as_str()))
-                    .unwrap_or(false)
-            })
+            let mut holds = false;
+            for fd in fds.flatten() {
+                let Ok(t) = fs::read_link(fd.path()) else {
+                    continue;
+                };
+                if let Some((inode, _)) = targets.iter().find(|(_, x)| t.as_os_str() == x.as_str())
+                {
+                    found.insert(*inode);
+                    holds = true;
+                }
+            }
+            holds
         })
         .map(|pid| Listener {
             pid,
             name: comm(pid).unwrap_or_default(),
         })
-        .collect()
+        .collect();
+    Listeners {
+        seen,
+        unseen: inodes.iter().filter(|i| !found.contains(*i)).count(),
+    }
 }
 
 #[cfg(test)]
@@ -334,7 +366,8 @@ mod tests {
         let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = l.local_addr().unwrap().port();
         let h = listeners(port);
-        assert!(h.iter().any(|h| h.pid == std::process::id()), "{h:?}");
+        assert!(h.seen.iter().any(|h| h.pid == std::process::id()), "{h:?}");
+        assert_eq!(h.unseen, 0);
         assert!(!port_is_free(port));
         assert!(listening_ports().contains(&port));
         drop(l);

@@ -249,6 +249,79 @@ fn a_squatter_on_the_inactive_port_never_gets_production() {
     );
 }
 
+/// approuter run by an ordinary user cannot read another user's /proc/<pid>/fd, so it cannot
+/// see who holds a socket: a squatter it cannot see is still a stranger, never "nobody".
+#[test]
+fn a_squatter_approuter_cannot_see_still_never_gets_production() {
+    let root = Root::new();
+    let (Some(operator), Some(attacker)) = (TestUser::new(root.path()), TestUser::new(root.path()))
+    else {
+        return;
+    };
+    let repo = AppRepo::new(&root);
+    let ports = configure(&root, &repo.url(), &[], 20);
+    let chown = std::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", operator.uid, operator.gid))
+        .arg(root.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let as_operator = |args: &[&str]| {
+        operator
+            .command(crate::util::approuter_exe())
+            .arg("--root")
+            .arg(root.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = as_operator(&["start"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = as_operator(&["stop", "instance2"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let script = attacker.home.join("squat.py");
+    fs::write(&script, SQUATTER).unwrap();
+    let _squatter = crate::util::Proc::spawn(
+        attacker
+            .command("python3")
+            .arg(&script)
+            .arg(ports.prod[1].to_string()),
+        &root.path().join("squatter.err"),
+    );
+    wait_for(secs(10), "the squatter to answer", || {
+        get(ports.prod[1], "/diagnostic", None).is_ok_and(|r| r.status == 200)
+    });
+
+    let o = operator
+        .command("/bin/sh")
+        .arg("-c")
+        .arg("echo 2 > VERSION && git -c user.name=t -c user.email=t@x commit -qam v2")
+        .current_dir(&repo.dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let o = as_operator(&["sync"]);
+    assert!(!o.status.success(), "{}", out(&o));
+    let text = out(&o);
+    assert!(
+        text.contains(&format!(
+            "port {} is held by a process approuter cannot see",
+            ports.prod[1]
+        )),
+        "{text}"
+    );
+    let r = get(ports.listen, "/", None).unwrap();
+    assert_eq!(r.header("x-served-by"), Some("instance1"));
+    assert_eq!(r.header("x-app-version"), Some("1"));
+    let o = as_operator(&["switch", "--force"]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("cannot see"), "{}", out(&o));
+    let o = as_operator(&["check"]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("cannot see"), "{}", out(&o));
+}
+
 /// A start script that daemonizes its server out of its service (as `gunicorn --daemon` does)
 /// and exits: the service crash-loops while the escaped server answers on its port. It does not
 /// count, and it does not outlive its alternate.

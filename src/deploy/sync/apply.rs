@@ -360,16 +360,13 @@ fn restart_in_place(ctx: &mut Ctx, slot: Slot, why: &str) -> Result<bool> {
 
 /// Moves a production instance to its new port (only a port that is free, or its own).
 fn move_port(ctx: &mut Ctx, slot: Slot, from: u16, to: u16) -> Result<()> {
-    let holders = procfs::listeners(to);
-    if !holders.is_empty() {
-        if let Listening::Foreign(who) = listener::of(ctx.layout, slot.name(), to) {
-            ctx.r.fail(&format!(
-                "production: {} stays on port {from}: {}",
-                slot.name(),
-                listener::foreign_message(slot.name(), to, &who)
-            ));
-            return Ok(());
-        }
+    if let Listening::Foreign(who) = listener::of(ctx.layout, slot.name(), to) {
+        ctx.r.fail(&format!(
+            "production: {} stays on port {from}: {}",
+            slot.name(),
+            listener::foreign_message(slot.name(), to, &who)
+        ));
+        return Ok(());
     }
     ctx.plan = ctx.plan.with_prod_port(slot, to);
     ctx.regenerate()?;
