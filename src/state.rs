@@ -133,13 +133,19 @@ pub fn load_active(layout: &Layout) -> Result<Slot> {
 /// follows from its next request on.
 pub fn save_active(layout: &Layout, slot: Slot) -> Result<()> {
     for s in Slot::BOTH {
-        // slots/instanceN/instanceN: the file nginx tests through the link.
+        // slots/instanceN/instanceN: the file nginx tests through the link. Checked every time:
+        // whoever could remove it would choose production's instance.
         let dir = layout.nginx_slot(s.name());
+        if let Some(slots) = dir.parent() {
+            fsx::ensure_dir(slots)?;
+        }
+        fsx::ensure_dir(&dir)?;
         let marker = dir.join(s.name());
-        if !marker.exists() {
-            fsx::ensure_dir(&dir)?;
+        if !fsx::is_current(&marker, b"", 0o644) {
             fsx::write_atomic(&marker, b"", 0o644)?;
         }
+        // The other instance's name in this slot would send production there.
+        fsx::remove_if_present(&dir.join(s.other().name()))?;
     }
     let link = layout.nginx_active();
     let target = Path::new("slots").join(slot.name());

@@ -116,8 +116,7 @@ fn detach(cmd: &mut Command) {
 /// `managed/var/log/svscan/` through the built-in logger.
 pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
     let log_dir = layout.log_dir(layout::SVSCAN);
-    fs::create_dir_all(&log_dir)
-        .with_context(|| format!("{}: cannot create", log_dir.display()))?;
+    crate::util::file::ensure_dir(&log_dir)?;
     end_logger(layout);
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?;
     let mut logger = Command::new(exe);

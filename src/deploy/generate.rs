@@ -161,11 +161,11 @@ fn check_nginx(layout: &Layout, host: &Host, files: &[OutFile]) -> Result<()> {
 }
 
 fn write_if_changed(f: &OutFile) -> Result<bool> {
-    if fsx::is_current(&f.path, &f.bytes, f.mode) {
-        return Ok(false);
-    }
     if let Some(parent) = f.path.parent() {
         fsx::ensure_dir(parent)?;
+    }
+    if fsx::is_current(&f.path, &f.bytes, f.mode) {
+        return Ok(false);
     }
     fsx::write_atomic(&f.path, &f.bytes, f.mode)?;
     Ok(true)
@@ -175,6 +175,7 @@ fn apply(layout: &Layout, plan: &Plan, files: &[OutFile]) -> Result<Changes> {
     let service_dir = layout.service_dir();
     let mut changes = Changes::default();
     for dir in [
+        layout.managed(),
         layout.var(),
         service_dir.clone(),
         layout.log_root(),

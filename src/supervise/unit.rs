@@ -112,8 +112,10 @@ fn ensure_fifo(path: &Path) -> io::Result<()> {
     nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)).map_err(io::Error::from)
 }
 
-/// `supervise/`, mode 0700; like runsv, a symlink is followed and its target created.
+/// `supervise/`, mode 0700; like runsv, a symlink is followed and its target created. One of
+/// ours that others could enter (made under an old umask) is narrowed.
 fn make_supervise_dir(dir: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let sup = status::supervise_dir(dir);
     let target = match fs::read_link(&sup) {
         Ok(t) if t.is_absolute() => t,
@@ -122,7 +124,13 @@ fn make_supervise_dir(dir: &Path) -> io::Result<PathBuf> {
     };
     match fs::DirBuilder::new().mode(0o700).create(&target) {
         Ok(()) => Ok(sup),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(sup),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let m = fs::metadata(&target)?;
+            if m.mode() & 0o077 != 0 && m.uid() == nix::unistd::geteuid().as_raw() {
+                fs::set_permissions(&target, fs::Permissions::from_mode(0o700))?;
+            }
+            Ok(sup)
+        }
         Err(e) => Err(e),
     }
 }

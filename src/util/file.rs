@@ -20,11 +20,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 pub fn write_atomic_io(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let tmp = new_path(path);
+    // A leftover `.new` goes first, and the new one must be created, never opened: in a
+    // directory someone else could write (a tree made under an old umask), a `.new` symlink
+    // planted there would otherwise have root write through it.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
@@ -39,13 +46,17 @@ pub fn write_atomic_io(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
-/// True when `path` already holds exactly these bytes with this mode, so rewriting it would only
-/// disturb its mtime.
+/// True when `path` already holds exactly these bytes with this mode, as a regular file of
+/// approuter's user, so rewriting it would only disturb its mtime. A symlink or someone else's
+/// file with the right bytes is rewritten: its owner could change it afterwards.
 pub fn is_current(path: &Path, bytes: &[u8], mode: u32) -> bool {
-    let Ok(meta) = fs::metadata(path) else {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::symlink_metadata(path) else {
         return false;
     };
-    meta.len() == bytes.len() as u64
+    meta.is_file()
+        && meta.uid() == nix::unistd::geteuid().as_raw()
+        && meta.len() == bytes.len() as u64
         && meta.permissions().mode() & 0o7777 == mode
         && fs::read(path).map(|old| old == bytes).unwrap_or(false)
 }
@@ -60,8 +71,18 @@ pub fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
+/// A directory, created when missing; one of approuter's user that others could write (made
+/// under an old umask) is narrowed, so nobody else can replace what approuter keeps in it.
 pub fn ensure_dir(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).with_context(|| format!("{}: cannot create directory", path.display()))
+    use std::os::unix::fs::MetadataExt;
+    fs::create_dir_all(path)
+        .with_context(|| format!("{}: cannot create directory", path.display()))?;
+    let meta = fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if meta.mode() & 0o022 != 0 && meta.uid() == nix::unistd::geteuid().as_raw() {
+        fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7755))
+            .with_context(|| format!("{}: cannot close it to others' writes", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A directory only its owner may enter (run/, state/): created when missing, and narrowed to

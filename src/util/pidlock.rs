@@ -32,8 +32,13 @@ pub fn acquire(path: &Path, wait: bool, mode: u32, record_pid: bool) -> Result<A
         .create(true)
         .truncate(false)
         .mode(mode)
+        // Never through a symlink someone planted (in a directory an old umask left open).
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?;
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        anyhow::bail!("{}: not a regular file; remove it", path.display());
+    }
     // A lock file made before with a wider mode is narrowed: nobody else may hold it.
     if let Ok(m) = f.metadata() {
         use std::os::unix::fs::PermissionsExt;

@@ -657,6 +657,92 @@ fn nothing_approuter_makes_is_writable_by_others_whatever_the_umask() {
     );
 }
 
+/// A tree made by an older approuter under `umask 000`, every directory writable by all: a local
+/// user plants symlinks where approuter writes (`run.new`, `nginx.conf.new`, the lock) and its
+/// own copy of a run script. approuter writes through none of them, takes the run script back,
+/// and closes the directories.
+#[test]
+fn an_old_world_writable_tree_is_closed_and_its_planted_links_lead_nowhere() {
+    let (root, _repo, ports) = crate::app::started(&[]);
+    let Some(user) = TestUser::new(root.path()) else {
+        return;
+    };
+    cmd_ok(&root, &["shutdown"]);
+    // The supervision tree; a checkout whose repository others could write is refused outright
+    // (the_instances_user_cannot_lead_a_deploy_outside_its_checkout).
+    fs::set_permissions(root.managed(), fs::Permissions::from_mode(0o777)).unwrap();
+    let mut stack = vec![root.managed().join("var")];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        // nginx makes its temp directories itself, 0700 whatever the umask.
+        if m.is_dir() && !p.to_string_lossy().ends_with("_temp") {
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).unwrap();
+            stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    let victim = root.path().join("victim");
+    fs::write(&victim, "root's\n").unwrap();
+    let var = root.managed().join("var");
+    let plant = |script: &str| {
+        let o = user
+            .command("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&var)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{script}: {o:?}");
+    };
+    plant(&format!(
+        "ln -s {v} service/instance1/run.new && ln -s {v} nginx/nginx.conf.new && rm nginx/nginx.conf \
+         && cp service/instance2/run run.mine && mv -f run.mine service/instance2/run \
+         && rm run/approuter.lock && ln -s {v} run/approuter.lock \
+         && touch nginx/slots/instance1/instance2",
+        v = victim.display()
+    ));
+    let run2 = var.join("service/instance2/run");
+    assert_eq!(fs::metadata(&run2).unwrap().uid(), user.uid);
+
+    // The lock is not opened through the link: the command stops, naming it.
+    let o = root.cmd(&["start"]).output().unwrap();
+    let err = one_line_error(&o);
+    assert!(err.contains("run/approuter.lock: cannot open"), "{err}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root's\n");
+    // The operator removes it, as the message says.
+    fs::remove_file(var.join("run/approuter.lock")).unwrap();
+    fs::remove_file(var.join("service/instance1/run")).unwrap();
+    cmd_ok(&root, &["start"]);
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root's\n");
+    assert_eq!(
+        fs::metadata(&run2).unwrap().uid(),
+        0,
+        "the user's run script stayed"
+    );
+    for f in ["service/instance1/run", "nginx/nginx.conf"] {
+        let m = fs::symlink_metadata(var.join(f)).unwrap();
+        assert!(m.is_file() && m.uid() == 0, "{f}");
+    }
+    let mut open = Vec::new();
+    let mut stack = vec![root.managed()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            if m.mode() & 0o022 != 0 {
+                open.push(format!("{:o} {}", m.mode() & 0o7777, p.display()));
+            }
+            stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(
+        open.is_empty(),
+        "still writable by others:\n{}",
+        open.join("\n")
+    );
+    // The file planted to make nginx take instance2 for production is gone.
+    let r = get(ports.listen, "/", None).unwrap();
+    assert_eq!(r.header("x-served-by"), Some("instance1"));
+}
+
 /// A pushed commit can hold paths git itself never writes (`..`, `.git`): the deploy fails
 /// naming the path, and nothing outside the checkout is touched on the way.
 #[test]
