@@ -103,12 +103,20 @@ fn prepare(layout: &Layout, args: &Args) -> Result<Command> {
             }
             None => u.gid,
         };
-        // Supplementary groups first, while still allowed to set them; then the group, then the
-        // user, after which none of it can be undone.
-        let cname = CString::new(name.as_str()).context("user name")?;
-        nix::unistd::initgroups(&cname, gid).context("setting the user's groups")?;
-        nix::unistd::setgid(gid).context("setting the group")?;
-        nix::unistd::setuid(u.uid).with_context(|| format!("becoming user `{name}`"))?;
+        // approuter run by the user named in `user` is already that user (and may not set
+        // groups); only root changes who it is.
+        if nix::unistd::Uid::effective().is_root() {
+            // Supplementary groups first, while still allowed to set them; then the group, then
+            // the user, after which none of it can be undone.
+            let cname = CString::new(name.as_str()).context("user name")?;
+            nix::unistd::initgroups(&cname, gid).context("setting the user's groups")?;
+            nix::unistd::setgid(gid).context("setting the group")?;
+            nix::unistd::setuid(u.uid).with_context(|| format!("becoming user `{name}`"))?;
+        } else if nix::unistd::Uid::effective() != u.uid || nix::unistd::Gid::effective() != gid {
+            anyhow::bail!(
+                "instances can run as `{name}` (group {gid}) only when approuter runs as root or as that user and group"
+            );
+        }
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     Ok(cmd)

@@ -249,8 +249,9 @@ fn a_squatter_on_the_inactive_port_never_gets_production() {
     );
 }
 
-/// approuter run by an ordinary user cannot read another user's /proc/<pid>/fd, so it cannot
-/// see who holds a socket: a squatter it cannot see is still a stranger, never "nobody".
+/// approuter run by an ordinary user (with `user` naming that same user, which changes nobody)
+/// cannot read another user's /proc/<pid>/fd, so it cannot see who holds a socket: a squatter
+/// it cannot see is still a stranger, never "nobody".
 #[test]
 fn a_squatter_approuter_cannot_see_still_never_gets_production() {
     let root = Root::new();
@@ -260,6 +261,12 @@ fn a_squatter_approuter_cannot_see_still_never_gets_production() {
     };
     let repo = AppRepo::new(&root);
     let ports = configure(&root, &repo.url(), &[], 20);
+    // Naming approuter's own user is allowed, and changes nobody.
+    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
+    root.write_etc(
+        "approuter.toml",
+        &format!("{toml}user = \"{}\"\n", operator.name),
+    );
     let chown = std::process::Command::new("chown")
         .arg("-R")
         .arg(format!("{}:{}", operator.uid, operator.gid))
@@ -278,6 +285,7 @@ fn a_squatter_approuter_cannot_see_still_never_gets_production() {
     };
     let o = as_operator(&["start"]);
     assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(uid_of(pid(&root, "instance1")), Some(operator.uid));
     let o = as_operator(&["stop", "instance2"]);
     assert!(o.status.success(), "{}", out(&o));
     let script = attacker.home.join("squat.py");
