@@ -73,7 +73,7 @@ pub fn ensure(layout: &Layout, config: &Config, plan: &Plan) -> Result<String> {
             continue;
         }
         // A sync cut short between taking a checkout back and handing it over left it root's.
-        hand_over(&config.settings, &dest)?;
+        finish_hand_over(&config.settings, &dest)?;
         let differs = git::inspect(&dest)?.differs(&dest, &url, branch_of(inst, &prod_branch));
         match (differs, &inst.role) {
             (None, _) => {}
@@ -107,6 +107,23 @@ pub fn hand_over(settings: &Settings, dir: &std::path::Path) -> Result<()> {
         Some(to) => runas::give(dir, &to),
         None => Ok(()),
     }
+}
+
+/// Hands the checkout at `dir` over again when a sync was cut short before it had: its top
+/// directory is taken back first and given last, so a top directory of the run user means
+/// everything is (and a sync need not walk every checkout each minute).
+fn finish_hand_over(settings: &Settings, dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(to) = runas::resolve(settings)? else {
+        return Ok(());
+    };
+    let owner = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("{}: cannot read", dir.display()))?
+        .uid();
+    if owner == to.uid.as_raw() {
+        return Ok(());
+    }
+    runas::give(dir, &to)
 }
 
 /// Runs `git_work` (a fetch, a reset) on the existing checkout `dir`: taken back from the user

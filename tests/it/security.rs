@@ -330,6 +330,75 @@ fn a_squatter_approuter_cannot_see_still_never_gets_production() {
     assert!(out(&o).contains("cannot see"), "{}", out(&o));
 }
 
+/// A process that starts listening on a new alternate's port while the alternate is being
+/// cloned (its port was free when it was given) never gets the alternate's route; the next sync
+/// adds the alternate on a port nobody holds.
+#[test]
+fn a_port_taken_while_an_alternate_is_cloned_gets_no_route() {
+    let (root, _repo, ports) = crate::app::started(&[]);
+    root.write_etc("alternates.conf", "beta\n");
+    let go = root.path().join("go");
+    let mut sync = crate::util::Proc::spawn(
+        std::process::Command::new(crate::util::approuter_exe())
+            .arg("--root")
+            .arg(root.path())
+            .arg("sync")
+            .env("APPROUTER_FAILPOINT", "alternate-cloned")
+            .env("APPROUTER_FAILPOINT_GO", &go)
+            .stdout(std::process::Stdio::piped()),
+        &root.path().join("sync.err"),
+    );
+    let checkout = root.managed().join("alternates/beta");
+    wait_for(secs(30), "beta to be cloned", || {
+        checkout.join(".git").is_dir()
+    });
+    let script = root.path().join("squat.py");
+    fs::write(&script, SQUATTER).unwrap();
+    let _squatter = crate::util::Proc::spawn(
+        std::process::Command::new("python3")
+            .arg(&script)
+            .arg(ports.alt_base.to_string()),
+        &root.path().join("squatter.err"),
+    );
+    wait_for(secs(10), "the squatter to answer", || {
+        get(ports.alt_base, "/", None).is_ok_and(|r| r.status == 200)
+    });
+    fs::write(&go, "").unwrap();
+    let status = sync.wait(secs(60));
+    let mut text = String::new();
+    use std::io::Read;
+    sync.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    text.push_str(&sync.stderr());
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "alternate beta: port {} is held by pid",
+            ports.alt_base
+        )) && text.contains("it is not added"),
+        "{text}"
+    );
+    let r = get(ports.listen, "/", Some("approuter_alt=beta")).unwrap();
+    assert_eq!(r.header("x-served-by"), Some("instance1"));
+    assert_ne!(r.body, "owned\n");
+    assert_eq!(
+        get(ports.listen, "/set_alt_cookie_beta.html", None)
+            .unwrap()
+            .status,
+        404
+    );
+
+    let text = cmd_ok(&root, &["sync"]);
+    assert!(text.contains("alternate beta added"), "{text}");
+    let r = get(ports.listen, "/", Some("approuter_alt=beta")).unwrap();
+    assert_eq!(r.header("x-served-by"), Some("beta"));
+    assert_eq!(r.header("x-app-version"), Some("2-beta"));
+}
+
 /// A start script that daemonizes its server out of its service (as `gunicorn --daemon` does)
 /// and exits: the service crash-loops while the escaped server answers on its port. It does not
 /// count, and it does not outlive its alternate.

@@ -147,9 +147,28 @@ pub fn apply(ctx: &mut Ctx, actions: Vec<Action>) -> Result<()> {
                 let dir = ctx.layout.alternate_checkout(&name);
                 let cloned = git::clone(ctx.url, &branch, &dir, &name)
                     .and_then(|oid| checkouts::hand_over(&ctx.plan.settings, &dir).map(|()| oid));
-                match cloned {
-                    Ok(oid) => added.push((name, branch, oid)),
-                    Err(e) => {
+                failpoint::pause_at("alternate-cloned");
+                // Its port was free when it was given, but the clone took a while: a process
+                // listening there now must not get the alternate's route. Without its
+                // checkout, the next sync adds it again, on a port nobody holds.
+                let taken = ctx.plan.instance(&name).and_then(|i| {
+                    match listener::of(ctx.layout, &name, i.port) {
+                        Listening::Foreign(who) => {
+                            Some(listener::foreign_message(&name, i.port, &who))
+                        }
+                        _ => None,
+                    }
+                });
+                match (cloned, taken) {
+                    (Ok(oid), None) => added.push((name, branch, oid)),
+                    (Ok(_), Some(why)) => {
+                        let _ = fs::remove_dir_all(&dir);
+                        ctx.r.fail(&format!(
+                            "alternate {name}: {why}; it is not added (the next sync gives it another port)"
+                        ));
+                        ctx.skip.insert(name);
+                    }
+                    (Err(e), _) => {
                         ctx.r
                             .fail(&format!("alternate {name}: {e:#}; it is not added"));
                         ctx.skip.insert(name);
