@@ -48,22 +48,38 @@ pub fn all_files(layout: &Layout) -> Result<Vec<PathBuf>> {
 }
 
 /// Reads one environment file: `None` when it does not exist. Refused when other users may
-/// read or write it, and for any line that is not `KEY=VALUE` (or blank, or a `#` comment).
+/// read it, when anyone but its owner may write it (a variable such as `LD_PRELOAD` runs code
+/// as the instances' user), when its owner is neither root nor approuter's user, and for any
+/// line that is not `KEY=VALUE` (or blank, or a `#` comment). A group may read it (0640).
 /// Values are taken as written: no quotes are removed and nothing is expanded.
 pub fn read(path: &Path) -> Result<Option<Vec<(String, String)>>> {
+    use std::os::unix::fs::MetadataExt;
     let Some(text) = read_optional(path)? else {
         return Ok(None);
     };
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o006 != 0 {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mode = meta.permissions().mode();
+    let refused = if mode & 0o004 != 0 {
+        Some("other users can read it")
+    } else if mode & 0o022 != 0 {
+        Some("users other than its owner can write it")
+    } else {
+        None
+    };
+    if let Some(why) = refused {
         bail!(
-            "{}: other users can {} it (mode {:o}), and it holds the instances' secrets: chmod 600 it",
+            "{}: {why} (mode {:o}), and it holds the instances' secrets: chmod 600 it",
             path.display(),
-            if mode & 0o004 != 0 { "read" } else { "write" },
             mode & 0o7777
+        );
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != euid {
+        bail!(
+            "{}: it belongs to uid {}, who could change what the instances run with: chown it to root (or to approuter's user)",
+            path.display(),
+            meta.uid()
         );
     }
     parse(path, &text).map(Some)
@@ -142,15 +158,28 @@ mod tests {
     }
 
     #[test]
-    fn readable_by_others_is_refused() {
+    fn readable_by_others_or_writable_by_anyone_else_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("env");
         std::fs::write(&path, "A=1\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = read(&path).unwrap_err().to_string();
         assert!(err.contains("other users can read it (mode 644)"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let err = read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("other than its owner can write it (mode 620)"),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().len(), 1);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read(&path).unwrap().unwrap().len(), 1);
         assert!(read(&dir.path().join("none")).unwrap().is_none());
+        if nix::unistd::geteuid().is_root() {
+            nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(54321)), None).unwrap();
+            let err = read(&path).unwrap_err().to_string();
+            assert!(err.contains("belongs to uid 54321"), "{err}");
+        }
     }
 }

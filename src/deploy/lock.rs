@@ -54,10 +54,13 @@ pub fn take(layout: &Layout, command: &str, busy: Busy) -> Result<Option<PidLock
         }
     }
     let who = describe(pid);
-    let is_sync = pid
-        .and_then(procfs::argv)
-        .and_then(|a| procfs::approuter_subcommand(&a))
-        .is_some_and(|c| c == "sync" || c == "deploy");
+    // Another sync is one that says so and runs as approuter's user (anyone can name a
+    // process `approuter sync`).
+    let is_sync = pid.is_some_and(|p| procfs::uid(p) == Some(nix::unistd::geteuid().as_raw()))
+        && pid
+            .and_then(procfs::argv)
+            .and_then(|a| procfs::approuter_subcommand(&a))
+            .is_some_and(|c| c == "sync" || c == "deploy");
     match busy {
         Busy::LeaveToSync if is_sync => {
             println!("another sync is running ({who}); leaving it to finish");

@@ -30,7 +30,9 @@ pub fn svscan(service_dir: &Path) -> Result<Option<u32>> {
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
         std::fs::canonicalize(cwd.join(dir)).ok() == std::fs::canonicalize(service_dir).ok()
     };
+    // A process names itself as it likes: its user must be ours too.
     let ours = procfs::approuter_subcommand(&argv).as_deref() == Some("svscan")
+        && procfs::uid(pid) == Some(nix::unistd::geteuid().as_raw())
         && argv.last().is_some_and(|d| scans(d));
     if !ours {
         anyhow::bail!(
