@@ -824,7 +824,7 @@ fn an_old_world_writable_tree_is_closed_and_its_planted_links_lead_nowhere() {
 /// naming the path, and nothing outside the checkout is touched on the way.
 #[test]
 fn a_commit_with_paths_git_refuses_touches_nothing_outside_the_checkout() {
-    let (root, repo, ports) = crate::app::started(&[]);
+    let (root, _repo, ports) = crate::app::started(&[]);
     // prod/instance1/../../.. is the root: `../../../victim/x` in a tree would make approuter
     // remove the file `victim`, which is "in the way" of a directory.
     let victim = root.path().join("victim");
