@@ -57,7 +57,7 @@ enum Cmd {
         #[arg(long, value_name = "BRANCH")]
         prod_branch: Option<String>,
     },
-    /// Without arguments: clone, generate, start everything and wait until healthy. With names: bring those services up
+    /// Without arguments: clone, generate, start everything and wait until healthy. With names: bring those services up and wait until they answer
     Start {
         /// Services to start (see `approuter status` for their names) [default: the whole environment]
         services: Vec<String>,
@@ -67,6 +67,9 @@ enum Cmd {
         /// Services to stop
         #[arg(required = true)]
         services: Vec<String>,
+        /// Stop the active production instance too (production then runs on the other one)
+        #[arg(long)]
+        force: bool,
     },
     /// Stop every service, nginx included, and the supervisor
     Shutdown,
@@ -80,6 +83,18 @@ enum Cmd {
         /// Print the same facts as a JSON array
         #[arg(long)]
         json: bool,
+        /// Youngest first (by uptime), as perpls -t
+        #[arg(short = 't')]
+        by_uptime: bool,
+        /// Reverse the order, as perpls -r
+        #[arg(short = 'r')]
+        reverse: bool,
+        /// Color the names (PERPLS_COLORS, else perpls's table), even when not on a terminal
+        #[arg(short = 'G', conflicts_with = "no_colors")]
+        colors: bool,
+        /// No colors, even with PERPLS_COLORS set on a terminal
+        #[arg(short = 'g')]
+        no_colors: bool,
     },
     /// Send production traffic to the other production instance (instant rollback)
     #[command(alias = "switch_nginx_config", alias = "switch-nginx-config")]
@@ -180,6 +195,27 @@ fn root_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let layout = Layout::new(root_dir(cli.root)?);
+    // Commands that only print die quietly of SIGPIPE when their reader goes (`status | head`),
+    // as other Unix tools do. The others keep ignoring it: a deploy must never stop half-way
+    // because whoever read its output went away.
+    if matches!(
+        cli.command,
+        Cmd::Status { .. } | Cmd::Check | Cmd::WhichProd | Cmd::Logs(_)
+    ) {
+        // SAFETY: no other thread exists yet; restoring the default action is async-signal-safe.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
+    }
+    if !matches!(
+        cli.command,
+        Cmd::Init { .. } | Cmd::Demo | Cmd::Svscan { .. } | Cmd::Svlogd(_) | Cmd::InstanceExec(_)
+    ) {
+        cmd::require_here(&layout)?;
+    }
     // Commands that change state hold approuter's lock while they run.
     let exclusive = |what: &str| cmd::exclusive(&layout, what, cli.no_wait);
     match cli.command {
@@ -204,9 +240,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             cmd::start::run(&layout, &services)
         }
-        Cmd::Stop { services } => {
+        Cmd::Stop { services, force } => {
             let _lock = exclusive("stop")?;
-            cmd::stop::run(&layout, &services)
+            cmd::stop::run(&layout, &services, force)
         }
         Cmd::Shutdown => {
             let _lock = exclusive("shutdown")?;
@@ -216,7 +252,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             services,
             long,
             json,
-        } => cmd::status::run(&layout, &services, long, json),
+            by_uptime,
+            reverse,
+            colors,
+            no_colors,
+        } => cmd::status::run(
+            &layout,
+            &services,
+            long,
+            json,
+            &cmd::status::View {
+                by_uptime,
+                reverse,
+                colors: match (colors, no_colors) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
+            },
+        ),
         Cmd::Switch { force } => {
             let _lock = exclusive("switch")?;
             cmd::switch::run(&layout, force)

@@ -45,7 +45,7 @@ pub fn run(
         println!("wrote {}", path.display());
     }
     println!(
-        "next: approuter --root {} generate",
+        "next: approuter --root {} start",
         sh_quote(&layout.root().to_string_lossy())
     );
     Ok(ExitCode::SUCCESS)

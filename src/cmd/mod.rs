@@ -43,6 +43,21 @@ pub fn check_configuration(layout: &Layout, command: &str) -> Result<()> {
     }
 }
 
+/// Every command but `init`, `demo` and the supervision tools needs an approuter here: its
+/// configuration (`managed/etc/repo.conf`) or, for a running environment whose configuration
+/// went missing, its service directories. Without either, it says so and creates nothing.
+pub fn require_here(layout: &Layout) -> Result<()> {
+    let repo_conf = layout.etc_file("repo.conf");
+    if repo_conf.exists() || layout.service_dir().is_dir() {
+        return Ok(());
+    }
+    bail!(
+        "there is no approuter in {} ({} does not exist): run `approuter init --repo URL` there, or name the right directory with --root or APPROUTER_ROOT",
+        layout.root().display(),
+        repo_conf.display()
+    )
+}
+
 /// Success or failure as an exit status.
 pub fn exit_if(ok: bool) -> ExitCode {
     if ok {
@@ -86,6 +101,7 @@ pub fn control(
         .map(|n| (n.as_str(), layout.service(n)))
         .collect();
     let ok = client::control_and_wait(&services, bytes, timeout, done)?;
+    status::settle(layout, names);
     status::panel(layout, names, false)?;
     Ok(ok)
 }

@@ -15,22 +15,86 @@ use crate::plan::{Plan, Role, NGINX};
 use crate::state;
 use crate::util::tai64;
 
-pub fn run(layout: &Layout, names: &[String], long: bool, json: bool) -> Result<ExitCode> {
+/// How the panel is shown: perpls's options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct View {
+    /// `-t`: youngest first (by uptime of the main process), then by name.
+    pub by_uptime: bool,
+    /// `-r`: the order reversed.
+    pub reverse: bool,
+    /// `-G` (Some(true)) or `-g` (Some(false)); by default colors only when `PERPLS_COLORS` is
+    /// set and stdout is a terminal.
+    pub colors: Option<bool>,
+}
+
+impl View {
+    /// The color table to use, as perpls decides it.
+    fn color_table(&self) -> Option<[String; 10]> {
+        use std::io::IsTerminal;
+        let env = std::env::var("PERPLS_COLORS")
+            .ok()
+            .filter(|v| !v.is_empty());
+        match self.colors {
+            Some(false) => None,
+            Some(true) => Some(panel::color_table(
+                env.as_deref().unwrap_or(panel::DEFAULT_COLORS),
+            )),
+            None => env
+                .filter(|_| std::io::stdout().is_terminal())
+                .map(|db| panel::color_table(&db)),
+        }
+    }
+}
+
+pub fn run(
+    layout: &Layout,
+    names: &[String],
+    long: bool,
+    json: bool,
+    view: &View,
+) -> Result<ExitCode> {
     let healthy = if long {
-        long_panel(layout, names, json)?
+        long_panel(layout, names, json, view)?
     } else {
-        panel(layout, names, json)?
+        panel_with(layout, names, json, view)?
     };
     Ok(exit_if(healthy))
 }
 
-fn reports(layout: &Layout, names: &[String]) -> Result<Vec<Report>> {
-    let names = select(layout, names)?;
+/// The reports for `names` (every service directory, by name, when empty), in perpls's order.
+/// A name with no service directory is perpls's error line, not a refusal.
+fn reports(layout: &Layout, names: &[String], view: &View) -> Result<Vec<Report>> {
+    let known = select(layout, &[])?;
+    let names = if names.is_empty() {
+        known.clone()
+    } else {
+        names.to_vec()
+    };
     let now = SystemTime::now();
-    Ok(names
+    let mut reports: Vec<Report> = names
         .iter()
-        .map(|n| panel::report(&layout.service_dir(), n, now))
-        .collect())
+        .map(|n| {
+            if known.contains(n) {
+                panel::report(&layout.service_dir(), n, now)
+            } else {
+                Report {
+                    name: n.clone(),
+                    supervised: false,
+                    main: None,
+                    log: None,
+                    error: Some("failure stat() on service directory [ENOENT]".into()),
+                }
+            }
+        })
+        .collect();
+    if view.by_uptime {
+        let age = |r: &Report| r.main.as_ref().map_or(0, |p| p.age_secs);
+        reports.sort_by(|a, b| age(a).cmp(&age(b)).then_with(|| a.name.cmp(&b.name)));
+    }
+    if view.reverse {
+        reports.reverse();
+    }
+    Ok(reports)
 }
 
 fn width(reports: &[Report]) -> usize {
@@ -40,14 +104,43 @@ fn width(reports: &[Report]) -> usize {
 /// Prints the panel (or JSON) for `names` (all when empty). True when every service is
 /// supervised and as it wants to be.
 pub fn panel(layout: &Layout, names: &[String], json: bool) -> Result<bool> {
-    let reports = reports(layout, names)?;
+    panel_with(layout, names, json, &View::default())
+}
+
+/// Waits (a second at most) until every service (and log) of `names` that runs has run a
+/// second: perpls shows a younger process as not up yet (`!..`), and a command that has just
+/// started services shows them up.
+pub fn settle(layout: &Layout, names: &[String]) {
+    use crate::supervise::servicedir;
+    use crate::supervise::status as st;
+    let names = select(layout, names).unwrap_or_default();
+    let young = || {
+        let now = SystemTime::now();
+        names.iter().any(|n| {
+            let dir = layout.service(n);
+            std::iter::once(Some(dir.clone()))
+                .chain(std::iter::once(servicedir::log_of(&dir)))
+                .flatten()
+                .any(|d| st::read(&d).is_ok_and(|s| s.is_up() && s.age_secs(now) < 1))
+        })
+    };
+    crate::util::poll::holds(
+        std::time::Duration::from_millis(1100),
+        std::time::Duration::from_millis(20),
+        || !young(),
+    );
+}
+
+fn panel_with(layout: &Layout, names: &[String], json: bool, view: &View) -> Result<bool> {
+    let reports = reports(layout, names, view)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
         let width = width(&reports);
+        let colors = view.color_table();
         let mut out = String::new();
         for r in &reports {
-            out.push_str(&panel::panel_line(r, width));
+            out.push_str(&panel::panel_line(r, width, colors.as_ref()));
             out.push('\n');
         }
         print!("{out}");
@@ -117,7 +210,7 @@ impl Detail {
             parts.push(format!("branch {b}"));
         }
         if let Some(c) = &self.commit {
-            parts.push(format!("commit {c}"));
+            parts.push(format!("commit {}", git::short_str(c)));
         }
         if let Some(p) = self.port {
             parts.push(format!("port {p}"));
@@ -149,9 +242,9 @@ impl Held {
         })
     }
 
-    /// The note for an instance running `short_commit`.
-    fn of(&self, short_commit: &str) -> Option<String> {
-        let is = |c: &str| !short_commit.is_empty() && c.starts_with(short_commit);
+    /// The note for an instance running `commit` (a full id, or `-` when unknown).
+    fn of(&self, commit: &str) -> Option<String> {
+        let is = |c: &str| commit.len() >= 7 && c.starts_with(commit);
         if let Some(h) = self.rolled_back.as_ref().filter(|h| is(&h.commit)) {
             return Some(format!(
                 "rolled back at {}: sync holds production on the other instance (`approuter deploy` redeploys it)",
@@ -171,10 +264,11 @@ struct LongReport {
     detail: Detail,
 }
 
-fn long_panel(layout: &Layout, names: &[String], json: bool) -> Result<bool> {
+fn long_panel(layout: &Layout, names: &[String], json: bool, view: &View) -> Result<bool> {
     let (_, plan) = load_plan(layout)?;
     let held = Held::load(layout)?;
-    let reports = reports(layout, names)?;
+    let reports = reports(layout, names, view)?;
+    let colors = view.color_table();
     let mut healthy = reports.iter().all(Report::healthy);
     let width = width(&reports);
     let long: Vec<LongReport> = reports
@@ -189,7 +283,7 @@ fn long_panel(layout: &Layout, names: &[String], json: bool) -> Result<bool> {
         println!("{}", serde_json::to_string_pretty(&long)?);
     } else {
         for r in &long {
-            println!("{}", panel::panel_line(&r.report, width));
+            println!("{}", panel::panel_line(&r.report, width, colors.as_ref()));
             let line = r.detail.line();
             if !line.is_empty() {
                 println!("{:13}{line}", "");
@@ -199,7 +293,8 @@ fn long_panel(layout: &Layout, names: &[String], json: bool) -> Result<bool> {
             let active = plan.active;
             let (_, on) = checkouts::describe(layout, plan.prod(active));
             println!(
-                "production: held at {on} on {}; {} rolled back at {} (sync will not deploy it again on its own; `approuter deploy` does)",
+                "production: held at {} on {}; {} rolled back at {} (sync will not deploy it again on its own; `approuter deploy` does)",
+                git::short_str(&on),
                 active.name(),
                 git::short_str(&h.commit),
                 tai64::utc_string(h.since)

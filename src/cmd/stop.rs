@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::select;
 use crate::config::{Config, Settings};
 use crate::layout::Layout;
+use crate::state;
 use crate::supervise::control;
 
 /// How long `stop` waits: the services' stop grace, and a little more.
@@ -14,7 +15,7 @@ fn stop_timeout(grace_secs: u64) -> Duration {
     Duration::from_secs(grace_secs + 5)
 }
 
-pub fn run(layout: &Layout, names: &[String]) -> Result<ExitCode> {
+pub fn run(layout: &Layout, names: &[String], force: bool) -> Result<ExitCode> {
     let grace = Config::load(layout)
         .map(|c| c.settings.stop_grace_secs)
         .unwrap_or(Settings::default().stop_grace_secs);
@@ -22,6 +23,19 @@ pub fn run(layout: &Layout, names: &[String]) -> Result<ExitCode> {
     let names = select(layout, names)?;
     if names.is_empty() {
         bail!("no service named; known services are listed by `approuter status`");
+    }
+    // Stopping the active instance would leave production to the other one, which may run
+    // another version: an operator who wants that says so.
+    if !force {
+        if let Ok(active) = state::load_active(layout) {
+            if names.iter().any(|n| n == active.name()) {
+                bail!(
+                    "{} serves production; stopping it hands production to {} without a health check: run `approuter switch` first, or `approuter stop --force {0}`",
+                    active.name(),
+                    active.other().name()
+                );
+            }
+        }
     }
     let down = super::control(layout, &names, control::DOWN, timeout, |st| st.is_down())?;
     if !down {

@@ -150,12 +150,12 @@ pub fn root_note(settings: &Settings) -> Option<&'static str> {
     )
 }
 
-/// An instance's checkout in two words: its branch and short commit (`-` when unreadable).
+/// An instance's checkout in two words: its branch and full commit id (`-` when unreadable).
 pub fn describe(layout: &Layout, inst: &Instance) -> (String, String) {
     match git::inspect(&layout.checkout(inst)) {
         Ok(c) => (
             c.branch.unwrap_or_else(|| "(detached)".into()),
-            git::short(c.head),
+            c.head.to_string(),
         ),
         Err(_) => ("-".into(), "-".into()),
     }

@@ -6,7 +6,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -66,7 +66,7 @@ struct Service {
     /// The log's stderr, read by svscan so `approuter status` can tell what the logger said.
     capture: Option<File>,
     capture_buf: Vec<u8>,
-    /// The directory disappeared: forget it, do not remember it as exited.
+    /// The directory disappeared: forget it.
     removed: bool,
     log_told_to_exit: bool,
 }
@@ -78,8 +78,6 @@ struct Scanner {
     slots: Vec<Option<Service>>,
     by_name: HashMap<String, usize>,
     pids: HashMap<i32, (usize, Part)>,
-    /// Directories released by `x`: not taken again until svscan restarts.
-    exited: HashSet<(u64, u64)>,
     /// Services that could not be taken (another supervisor holds them), with the reason
     /// already reported, so each rescan does not repeat it.
     refused: HashMap<String, String>,
@@ -127,7 +125,6 @@ pub fn run(opts: Options) -> Result<i32> {
         slots: Vec::new(),
         by_name: HashMap::new(),
         pids: HashMap::new(),
-        exited: HashSet::new(),
         refused: HashMap::new(),
         last_dir_key: None,
         next_scan: now,
@@ -271,7 +268,7 @@ impl Scanner {
         let mut names: Vec<_> = present.into_iter().collect();
         names.sort();
         for (name, id) in names {
-            if self.by_name.contains_key(&name) || self.exited.contains(&id) {
+            if self.by_name.contains_key(&name) {
                 continue;
             }
             self.add(&name, id, now);
@@ -516,22 +513,18 @@ impl Scanner {
                     let _ = self.epoll.delete(cap);
                 }
                 if !svc.removed && !self.shutting_down {
-                    self.exited.insert(svc.id);
-                    super::say(format_args!("{}: exited; no longer supervised", svc.name));
+                    super::say(format_args!(
+                        "{}: released (x); taking it again, as runsvdir starts a new runsv",
+                        svc.name
+                    ));
                 }
                 self.by_name.remove(&svc.name);
                 self.pids.retain(|_, (s, _)| *s != slot);
-                // A directory put back while this one was stopping (an alternate removed and
-                // added again) is taken at the next look, not at the next full scan.
-                if svc.removed {
-                    self.last_dir_key = None;
-                    self.next_scan = now;
-                }
-                // `x` to every service ends svscan, as SIGTERM does.
-                if self.by_name.is_empty() && !self.exited.is_empty() && !self.shutting_down {
-                    super::say(format_args!("every service has exited"));
-                    self.shutting_down = true;
-                }
+                // Taken again at the next look, not at the next full scan: a service released
+                // with `x`, and a directory put back while this one was stopping (an alternate
+                // removed and added again).
+                self.last_dir_key = None;
+                self.next_scan = now;
             }
         }
     }

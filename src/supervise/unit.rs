@@ -308,6 +308,9 @@ impl Unit {
         let st = self.status();
         match status::write(&self.dir, &st) {
             Ok(()) => self.publish_failed = false,
+            // The service directory was taken away (an alternate removed): nobody will read
+            // its status any more, and that is no error.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !self.dir.exists() => {}
             Err(e) if !self.publish_failed => {
                 self.publish_failed = true;
                 super::say(format_args!(

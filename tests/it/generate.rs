@@ -315,6 +315,12 @@ fn init_writes_a_configuration_that_generates_and_never_overwrites() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // It names the next step as the README does.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(" start\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(
         fs::read_to_string(root.etc("prod_branch"))
             .unwrap()

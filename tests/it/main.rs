@@ -1,10 +1,12 @@
 //! approuter's integration tests: one binary, one module per capability, all against real processes.
 
 mod app;
+mod cli;
 mod deploy;
 mod faults;
 mod generate;
 mod logs;
+mod perpls;
 mod security;
 mod start;
 mod supervise;

@@ -285,7 +285,7 @@ fn start_names_the_instance_whose_start_script_fails() {
         let o = root.cmd(&["status", "beta"]).output().unwrap();
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
         if o.status.code() == Some(1)
-            && text.starts_with("[+ !++ +++]  beta")
+            && text.starts_with("[+ !.. +++]  beta")
             && text.contains("crash loop: exit 126")
         {
             Ok(())

@@ -233,10 +233,15 @@ pub struct Svscan {
 
 impl Svscan {
     pub fn start(dir: &Path) -> Svscan {
+        Svscan::start_with_grace(dir, 3)
+    }
+
+    /// With `grace` seconds between TERM and KILL for a stopping service.
+    pub fn start_with_grace(dir: &Path, grace: u64) -> Svscan {
         let log = dir.with_extension("svscan.err");
         let err = fs::File::create(&log).unwrap();
         let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("approuter"))
-            .args(["svscan", "--grace", "3"])
+            .args(["svscan", "--grace", &grace.to_string()])
             .arg(dir)
             .current_dir(dir)
             .stdin(std::process::Stdio::null())
