@@ -168,12 +168,15 @@ fn main() -> ExitCode {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     // Nothing the caller left open reaches what approuter starts (svscan, services, hooks).
     util::file::close_inherited_on_exec();
+    let cli = Cli::parse();
     // Checkouts belong to the user instances run as, while approuter (often root) runs git on
     // them: libgit2 would refuse them as "not owned by the current user". approuter opens only
-    // its own checkouts.
-    // SAFETY: set once, before any other thread exists or any repository is opened.
-    let _ = unsafe { git2::opts::set_verify_owner_validation(false) };
-    let cli = Cli::parse();
+    // its own checkouts (and checks each, ext/git.rs). Not for the supervisor and the loggers:
+    // setting it initializes libgit2 and OpenSSL, megabytes a logger never uses.
+    if !matches!(cli.command, Cmd::Svscan { .. } | Cmd::Svlogd(_)) {
+        // SAFETY: set once, before any other thread exists or any repository is opened.
+        let _ = unsafe { git2::opts::set_verify_owner_validation(false) };
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
