@@ -83,8 +83,9 @@ impl Layout {
     pub fn log_current(&self, name: &str) -> PathBuf {
         svlogd::current_file(&self.log_dir(name))
     }
+    /// sync's log directory: cron pipes each sync's output into `approuter svlogd -tt` there.
     pub fn sync_log(&self) -> PathBuf {
-        self.log_root().join(format!("{SYNC}.log"))
+        self.log_dir(SYNC)
     }
     pub fn nginx_dir(&self) -> PathBuf {
         self.var().join(NGINX)

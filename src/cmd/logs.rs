@@ -1,4 +1,4 @@
-//! `approuter logs`: the last lines of services' logs, and `-f` to follow them across rotations.
+//! `approuter logs`: the last lines of any log under managed/var/log (services, svscan, sync, removed alternates), and `-f` to follow them across rotations.
 
 use anyhow::{bail, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -9,7 +9,6 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use crate::layout::Layout;
-use crate::supervise::servicedir;
 use crate::svlogd::reader::Log;
 
 #[derive(clap::Args)]
@@ -20,34 +19,49 @@ pub struct Args {
     /// How many of the last lines to print first
     #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
     lines: usize,
-    /// Every service
+    /// Every log
     #[arg(long, conflicts_with = "services")]
     all: bool,
-    /// Services, as named in managed/var/service
-    #[arg(value_name = "SERVICE", required_unless_present = "all")]
+    /// Logs, by the names of their directories under managed/var/log: services (a removed
+    /// alternate's too), svscan, sync
+    #[arg(value_name = "NAME", required_unless_present = "all")]
     services: Vec<String>,
 }
 
 /// How often `-f` looks for new lines: quick enough to feel live, cheap enough to leave running.
 const FOLLOW_EVERY: u16 = 200;
 
+/// Every log directory under `managed/var/log/`: the services' (a removed alternate's stays),
+/// svscan's and sync's, by name.
+fn log_names(layout: &Layout) -> Result<Vec<String>> {
+    let root = layout.log_root();
+    let entries = match std::fs::read_dir(&root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot list", root.display())),
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 pub fn run(layout: &Layout, args: Args) -> Result<ExitCode> {
-    let service_dir = layout.service_dir();
-    let known = servicedir::list(&service_dir)
-        .with_context(|| format!("{}: cannot list", service_dir.display()))?;
+    let known = log_names(layout)?;
     if known.is_empty() {
         bail!(
-            "{}: no services yet; run `approuter generate` first",
-            service_dir.display()
+            "{}: no logs yet; run `approuter start` first",
+            layout.log_root().display()
         );
     }
     let mut names: Vec<String> = Vec::new();
     for name in if args.all { &known } else { &args.services } {
         if !known.contains(name) {
-            bail!(
-                "unknown service {name:?}; known services: {}",
-                known.join(", ")
-            );
+            bail!("no log named {name:?}; logs: {}", known.join(", "));
         }
         if !names.contains(name) {
             names.push(name.clone());

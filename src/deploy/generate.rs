@@ -190,6 +190,8 @@ fn apply(layout: &Layout, plan: &Plan, files: &[OutFile]) -> Result<Changes> {
     for name in plan.service_names() {
         fsx::ensure_dir(&layout.log_dir(name))?;
     }
+    // cron's logger for sync needs its directory (a logger never makes one at start).
+    fsx::ensure_dir(&layout.sync_log())?;
     state::save_ports(layout, &plan.ports)?;
 
     let mut by_service: BTreeMap<&str, Vec<&OutFile>> = BTreeMap::new();

@@ -344,6 +344,9 @@ fn alternates_come_and_go_under_load_without_failing_a_request() {
         .map(|p| p.trim().parse().unwrap())
         .unwrap();
     assert_ne!(delta_port, gamma_port);
+    // The removed alternate's log stays, and `approuter logs` reads it.
+    let text = crate::app::cmd_ok(&root, &["logs", "gamma"]);
+    assert!(!text.is_empty(), "gamma's log is empty");
 
     // beta removed, then added again: it comes back healthy.
     root.write_etc("alternates.conf", "delta\n");
@@ -356,6 +359,16 @@ fn alternates_come_and_go_under_load_without_failing_a_request() {
     );
     let r = get(ports.listen, "/", Some("approuter_alt=beta")).unwrap();
     assert_eq!(r.header("x-served-by"), Some("beta"));
+    // nginx's access log names the instance that answered and the request's time.
+    get(ports.listen, "/served-by-beta", Some("approuter_alt=beta")).unwrap();
+    wait_for(secs(10), "the access log line", || {
+        let log = fs::read_to_string(root.var("log/nginx/current")).unwrap_or_default();
+        let line = log.lines().find(|l| l.contains("GET /served-by-beta"));
+        match line.and_then(|l| l.rsplit_once(' ')) {
+            Some((head, time)) if head.ends_with(" beta") && time.parse::<f64>().is_ok() => Ok(()),
+            _ => Err(log),
+        }
+    });
     // Removals are not errors: svscan's log does not say it could not write a status file
     // that went with its directory.
     let svscan_log = fs::read_to_string(root.var("log/svscan/current")).unwrap();

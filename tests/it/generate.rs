@@ -291,7 +291,10 @@ fn missing_repo_conf_is_refused_before_anything_is_written() {
     let root = Root::new();
     let out = root.cmd(&["generate"]).output().unwrap();
     let err = one_line_error(&out);
-    assert!(err.contains("repo.conf: missing"), "{err}");
+    assert!(
+        err.contains("repo.conf does not exist") && err.contains("approuter init"),
+        "{err}"
+    );
     assert!(!root.managed().join("var").exists());
 }
 

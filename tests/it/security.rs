@@ -125,7 +125,7 @@ fn instances_run_as_their_user_with_a_defined_environment() {
     assert!(
         o.status.success(),
         "{}",
-        fs::read_to_string(root.var("log/sync.log")).unwrap_or_default()
+        fs::read_to_string(root.var("log/sync/current")).unwrap_or_default()
     );
     wait_for(secs(20), "every service up again", || {
         root.cmd(&["status"]).output().unwrap().status.success()

@@ -3,7 +3,7 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use crate::app::{self, configure, out, page, started, sync, sync_ok, AppRepo, Load};
+use crate::app::{self, cmd_ok, configure, out, page, started, sync, sync_ok, AppRepo, Load};
 use crate::util::{approuter_exe, processes_under, secs, wait_for, write_exec, Root};
 
 fn which_prod(root: &Root) -> String {
@@ -464,13 +464,21 @@ fn the_crontab_line_deploys_with_crons_bare_environment() {
         .unwrap();
     assert!(o.status.success(), "{}", out(&o));
     assert_eq!(page(ports.listen, None).0, "2");
-    let log = fs::read_to_string(root.var("log/sync.log")).unwrap();
+    // sync's output goes through the svlogd-style logger: one timestamp per line (svlogd -tt's),
+    // and not a second one of sync's own.
+    let log = fs::read_to_string(root.var("log/sync/current")).unwrap();
     let line = log.lines().find(|l| l.contains("production:")).unwrap();
-    // A timestamp leads each line in the log.
+    let (stamp, rest) = line.split_once(' ').unwrap();
     assert!(
-        line.len() > 20 && line.as_bytes()[4] == b'-' && line.as_bytes()[10] == b' ',
+        stamp.len() == 25 && stamp.as_bytes()[10] == b'_' && rest.starts_with("production:"),
         "{line}"
     );
+    // `approuter logs` reads it, as it reads svscan's.
+    for name in ["sync", "svscan"] {
+        let text = cmd_ok(&root, &["logs", name]);
+        assert!(!text.is_empty(), "{name}");
+    }
+    assert!(cmd_ok(&root, &["logs", "sync"]).contains("production:"));
 }
 
 #[test]

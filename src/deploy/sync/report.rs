@@ -1,4 +1,4 @@
-//! What sync says: one line per action, timestamped when it goes to a log rather than a terminal, and whether anything failed.
+//! What sync says: one line per action, timestamped when it goes to a file rather than a terminal or a logger's pipe, and whether anything failed.
 
 use std::io::{IsTerminal, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,10 +14,24 @@ pub struct Report {
     pub failed: bool,
 }
 
+/// Lines get a timestamp when they go to a file: not on a terminal, and not into a pipe, where
+/// the reader is cron's logger (`approuter svlogd -tt`, which stamps every line) or a person's
+/// `| less`.
+fn stamps_its_lines() -> bool {
+    let out = std::io::stdout();
+    if out.is_terminal() {
+        return false;
+    }
+    !nix::sys::stat::fstat(&out).is_ok_and(|st| {
+        nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT
+            == nix::sys::stat::SFlag::S_IFIFO
+    })
+}
+
 impl Report {
     pub fn new(verbose: bool) -> Report {
         Report {
-            stamp: !std::io::stdout().is_terminal(),
+            stamp: stamps_its_lines(),
             verbose,
             failed: false,
         }
