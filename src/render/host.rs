@@ -11,6 +11,9 @@ use crate::ext::nginx;
 pub struct Host {
     /// This binary, by absolute path: cron's PATH is bare and run scripts exec it.
     pub exe: PathBuf,
+    /// The logger a `log/run` execs, up to its options: the lean `approuter-svlogd` installed
+    /// beside this binary, else `approuter svlogd`.
+    pub logger: Vec<String>,
     /// The nginx command line up to, not including, `-p`: the binary and options that depend on its version.
     pub nginx_cmd: Vec<String>,
     /// The user nginx's workers run as, when nginx starts as root.
@@ -25,10 +28,25 @@ impl Host {
             .context("finding the approuter binary's own path")?;
         let bin = nginx::locate(config.settings.nginx.as_deref())?;
         let version = nginx::version(&bin)?;
+        let logger = logger_command(&exe);
         Ok(Host {
             exe,
+            logger,
             nginx_cmd: nginx::base_command(&bin, version),
             worker_user: nginx::worker_user(),
         })
     }
 }
+
+/// The lean logger beside `exe` when it is there and executable, else `exe svlogd`.
+pub fn logger_command(exe: &std::path::Path) -> Vec<String> {
+    let lean = exe.with_file_name(LEAN_LOGGER);
+    if crate::util::file::is_executable(&lean) {
+        vec![lean.to_string_lossy().into_owned()]
+    } else {
+        vec![exe.to_string_lossy().into_owned(), "svlogd".into()]
+    }
+}
+
+/// The lean logger's file name (a second binary of this crate, src/bin/).
+pub const LEAN_LOGGER: &str = "approuter-svlogd";

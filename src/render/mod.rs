@@ -144,7 +144,7 @@ pub fn render(
         add(
             layout.log_run(name),
             "log-run",
-            minijinja::context! { exe => exe.as_str(), log_dir => path_str(&layout.log_dir(name))? },
+            minijinja::context! { logger => Serde(&host.logger), log_dir => path_str(&layout.log_dir(name))? },
             0o755,
             Owner::Service(name.to_string()),
         )?;
@@ -286,6 +286,7 @@ mod tests {
         let plan = Plan::new(&config, &BTreeMap::new(), Slot::Instance1, &BTreeSet::new()).unwrap();
         let host = Host {
             exe: "/usr/bin/approuter".into(),
+            logger: vec!["/usr/bin/approuter-svlogd".into()],
             nginx_cmd: vec!["/usr/sbin/nginx".into()],
             worker_user: None,
         };
@@ -321,5 +322,12 @@ mod tests {
             text.contains("cd '/srv/ar/managed/var/nginx' || exit 111"),
             "{text}"
         );
+        let log_run = files
+            .iter()
+            .find(|f| f.path == layout.log_run("feature-x"))
+            .unwrap();
+        assert!(String::from_utf8_lossy(&log_run.bytes).contains(
+            "exec '/usr/bin/approuter-svlogd' -tt '/srv/ar/managed/var/log/feature-x'\n"
+        ));
     }
 }

@@ -102,7 +102,11 @@ fn generate_writes_everything_and_real_tools_accept_it() {
     );
     let log_run = fs::read_to_string(root.var("service/beta/log/run")).unwrap();
     assert!(
-        log_run.contains(&format!("svlogd -tt '{}'", root.var("log/beta").display())),
+        // The lean logger, installed beside approuter (cargo builds both).
+        log_run.contains(&format!(
+            "approuter-svlogd' -tt '{}'",
+            root.var("log/beta").display()
+        )),
         "{log_run}"
     );
     assert!(
