@@ -3,8 +3,9 @@
 
 For 10, 100 and 1000 services, each a `sleep` with a logger writing its own log directory with
 `-tt`, the same tree is supervised by
-  - approuter: `approuter svscan` and one logger per service, the lean `approuter-svlogd` that
-    generated log/run scripts exec (and, for comparison, `approuter svlogd`, the full binary);
+  - approuter: the lean `approuter-svscan` that `approuter start` runs and one logger per
+    service, the lean `approuter-svlogd` that generated log/run scripts exec (and, for
+    comparison, `approuter svscan` with `approuter svlogd`, the full binary in both roles);
   - runit: `runsvdir -P`, a `runsv` per service, and runit's `svlogd` per service.
 It waits until every service and every logger runs, lets them idle for a few seconds, and sums
 the PSS (/proc/PID/smaps_rollup) of the supervision tree: supervisor processes and loggers, not
@@ -61,7 +62,7 @@ def logger_pids(root):
     return out
 
 
-def measure(kind, logger, n, settle):
+def measure(kind, supervisor, logger, n, settle):
     with tempfile.TemporaryDirectory(prefix=f"ar-bench-tree-{kind}-") as tmp:
         root = os.path.join(tmp, "sv")
         make_tree(root, n, logger)
@@ -69,7 +70,7 @@ def measure(kind, logger, n, settle):
             proc = subprocess.Popen(["runsvdir", "-P", root], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, cwd=root)
         else:
-            proc = subprocess.Popen([binary(), "svscan", root], stdout=subprocess.DEVNULL,
+            proc = subprocess.Popen(supervisor + [root], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, cwd=root)
         svcs = [os.path.join(root, d) for d in sorted(os.listdir(root)) if not d.startswith(".")]
         try:
@@ -98,18 +99,19 @@ def main():
     sizes = [int(s) for s in os.environ.get("SIZES", "10 100 1000").split()]
     settle = float(os.environ.get("SETTLE_SECS", "3"))
     exe = binary()
-    lean = os.path.join(os.path.dirname(exe), "approuter-svlogd")
+    lean_logger = os.path.join(os.path.dirname(exe), "approuter-svlogd")
+    lean_svscan = os.path.join(os.path.dirname(exe), "approuter-svscan")
     trees = [
-        ("approuter", "approuter svscan + approuter-svlogd", lean),
-        ("approuter", "approuter svscan + approuter svlogd", f"{exe} svlogd"),
-        ("runit", "runsvdir + runsv + svlogd", "svlogd"),
+        ("approuter", "approuter-svscan + approuter-svlogd", [lean_svscan], lean_logger),
+        ("approuter", "approuter svscan + approuter svlogd", [exe, "svscan"], f"{exe} svlogd"),
+        ("runit", "runsvdir + runsv + svlogd", None, "svlogd"),
     ]
     print("whole supervision trees: supervisors and one logger per service (`-tt`), idle; PSS summed")
     print()
     print("| services | tree | processes | PSS total | per logger | vs runit |")
     print("|---:|---|---:|---:|---:|---:|")
     for n in sizes:
-        rows = [(label, measure(kind, logger, n, settle)) for kind, label, logger in trees]
+        rows = [(label, measure(kind, sup, logger, n, settle)) for kind, label, sup, logger in trees]
         runit_total = rows[-1][1][0]
         for label, (total, procs, per_logger) in rows:
             print(f"| {n} | {label} | {procs} | {total} KiB | {per_logger:.0f} KiB | "

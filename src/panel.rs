@@ -211,12 +211,19 @@ pub const DEFAULT_COLORS: &str =
 /// reads it: a key missing (or with an attribute of 15 bytes or more) gets `df`'s, and `df`
 /// missing is `0`.
 pub fn color_table(db: &str) -> [String; 10] {
-    let lookup = |key: &str| {
-        db.split(':')
-            .filter_map(|e| e.split_once('='))
-            .find(|(k, _)| *k == key)
-            .map(|(_, a)| a)
-            .filter(|a| a.len() < 15)
+    // perpls.c's captab_lookup: a key runs to the next `=` (across any `:`), its attribute to
+    // the next `:`; so `x:an=32` has the key `x:an`, which is no capability.
+    let lookup = |key: &str| -> Option<&str> {
+        let mut rest = db;
+        while let Some(eq) = rest.find('=') {
+            let (k, after) = (&rest[..eq], &rest[eq + 1..]);
+            let end = after.find(':').unwrap_or(after.len());
+            if k == key {
+                return Some(&after[..end]).filter(|a| a.len() < 15);
+            }
+            rest = after.get(end + 1..).unwrap_or("");
+        }
+        None
     };
     let df = lookup("df").unwrap_or("0").to_string();
     CAPS.map(|k| lookup(k).map(str::to_string).unwrap_or_else(|| df.clone()))
@@ -412,6 +419,11 @@ mod tests {
         assert_eq!(t[6], "7", "too long an attribute gets df's");
         assert_eq!(t[5], "7");
         assert_eq!(color_table("")[2], "0");
+        assert_eq!(
+            color_table("x:an=32")[2],
+            "0",
+            "perpls reads the key `x:an`"
+        );
         let r = Report {
             name: "b".into(),
             supervised: false,

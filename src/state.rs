@@ -139,6 +139,16 @@ pub fn save_active(layout: &Layout, slot: Slot) -> Result<()> {
         if let Some(slots) = dir.parent() {
             fsx::ensure_dir(slots)?;
         }
+        // A real directory of approuter's user: a symlink to the other slot (planted in an old
+        // world-writable tree) would make the marker of one the marker of the other.
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            !m.is_dir() || m.uid() != nix::unistd::geteuid().as_raw()
+        }) {
+            std::fs::remove_file(&dir)
+                .or_else(|_| std::fs::remove_dir_all(&dir))
+                .with_context(|| format!("{}: cannot replace it", dir.display()))?;
+        }
         fsx::ensure_dir(&dir)?;
         let marker = dir.join(s.name());
         if !fsx::is_current(&marker, b"", 0o644) {

@@ -87,18 +87,19 @@ fn check_ports(layout: &Layout, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// svscan's logger, as it is started and as /proc shows it: `approuter svlogd -tt <dir>`.
+/// svscan's logger's arguments: `-tt <dir>`.
 fn logger_args(layout: &Layout) -> Vec<String> {
     vec![
-        "svlogd".into(),
         "-tt".into(),
         layout.log_dir(layout::SVSCAN).display().to_string(),
     ]
 }
 
-/// Is `pid` svscan's logger for this root (and not a process that reused the pid)?
+/// Is `pid` svscan's logger for this root (and not a process that reused the pid)? Its command
+/// line ends `svlogd -tt <dir>`, run as `approuter-svlogd` or as `approuter svlogd`.
 fn is_logger(pid: u32, layout: &Layout) -> bool {
-    procfs::cmdline(pid).is_some_and(|c| c.ends_with(&logger_args(layout).join(" ")))
+    procfs::cmdline(pid)
+        .is_some_and(|c| c.ends_with(&format!("svlogd {}", logger_args(layout).join(" "))))
 }
 
 fn detach(cmd: &mut Command) {
@@ -119,8 +120,10 @@ pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
     crate::util::file::ensure_dir(&log_dir)?;
     end_logger(layout);
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?;
-    let mut logger = Command::new(exe);
+    let logger_cmd = crate::render::host::logger_command(exe);
+    let mut logger = Command::new(&logger_cmd[0]);
     logger
+        .args(&logger_cmd[1..])
         .args(logger_args(layout))
         .current_dir(layout.root())
         .stdin(Stdio::from(r))
@@ -137,9 +140,10 @@ pub fn spawn_svscan(layout: &Layout, exe: &Path, grace: u64) -> Result<u32> {
         format!("{} {started}\n", logger.id()).as_bytes(),
         0o600,
     )?;
-    let mut svscan = Command::new(exe);
+    let svscan_cmd = crate::render::host::supervisor_command(exe);
+    let mut svscan = Command::new(&svscan_cmd[0]);
     svscan
-        .arg("svscan")
+        .args(&svscan_cmd[1..])
         .arg("--grace")
         .arg(grace.to_string())
         .arg(layout.service_dir())

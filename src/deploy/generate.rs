@@ -205,6 +205,18 @@ fn apply(layout: &Layout, plan: &Plan, files: &[OutFile]) -> Result<Changes> {
 
     for (&svc, svc_files) in &by_service {
         let dir = layout.service(svc);
+        // svscan runs what is in a service directory as approuter's user: one someone else owns
+        // (planted in a tree an old umask left open) could have its run script swapped.
+        if let Ok(m) = fs::metadata(&dir) {
+            use std::os::unix::fs::MetadataExt;
+            if m.uid() != nix::unistd::geteuid().as_raw() {
+                anyhow::bail!(
+                    "{}: belongs to uid {}, who could change what runs in it; remove it and run this again",
+                    dir.display(),
+                    m.uid()
+                );
+            }
+        }
         if dir.is_dir() {
             let mut changed = false;
             for f in svc_files {

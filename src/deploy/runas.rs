@@ -131,6 +131,12 @@ fn take_back_in(fd: &OwnedFd, path: &Path, top: bool) -> Result<()> {
             take_back_in(&child, &at, false)?;
             continue;
         }
+        // A file with several links is also somewhere else (the user's own hard link, a package
+        // store's): it is not changed here. Where git would write over it, it is removed first
+        // (git::checkout), so git never writes through it.
+        if kind == SFlag::S_IFREG && st.st_nlink > 1 {
+            continue;
+        }
         let root = Some(Uid::from_raw(0));
         fchownat(
             fd,

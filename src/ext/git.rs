@@ -240,6 +240,11 @@ fn open_checkout(dest: &Path) -> Result<Repository> {
     if !same(repo.path(), &git_dir) || !repo.workdir().is_some_and(|w| same(w, dest)) {
         return Err(replaced("works on another tree (core.worktree)"));
     }
+    // The repository opened is the directory looked at above, not one swapped in meanwhile.
+    let opened = std::fs::metadata(repo.path()).ok();
+    if opened.is_none_or(|o| (o.dev(), o.ino()) != (meta.dev(), meta.ino())) {
+        return Err(replaced("changed while it was opened"));
+    }
     Ok(repo)
 }
 
@@ -397,15 +402,26 @@ fn remove_misleading_links(
                 remove(dir)?;
             }
         }
-        if !is_link && std::fs::symlink_metadata(dest.join(rel)).is_ok_and(|m| m.is_symlink()) {
+        // Where the tree has a file: a symlink, a file with other links (the same file outside
+        // the checkout) or something that is not a file at all (a FIFO, whose open would block
+        // the deploy) goes; libgit2 opens what it finds there and writes through it.
+        let misleading = |m: std::fs::Metadata| {
+            use std::os::unix::fs::MetadataExt;
+            if *is_link {
+                return false;
+            }
+            m.is_symlink() || (m.is_file() && m.nlink() > 1) || !(m.is_file() || m.is_dir())
+        };
+        if std::fs::symlink_metadata(dest.join(rel)).is_ok_and(misleading) {
             remove(rel)?;
         }
     }
     Ok(())
 }
 
-/// Removes every `.gitignore` under `dest/rel` that the index does not have, without following
-/// a symlink; the repository itself is not looked into.
+/// Removes every `.gitignore` under `dest/rel` that the index does not have, every repository
+/// below the top and everything that is neither a file, a directory nor a symlink, without
+/// following a symlink; the checkout's own repository is not looked into.
 fn remove_foreign_ignores(index: &git2::Index, dest: &Path, rel: &Path) -> Result<()> {
     let dir = dest.join(rel);
     let entries =
@@ -417,7 +433,21 @@ fn remove_foreign_ignores(index: &git2::Index, dest: &Path, rel: &Path) -> Resul
         let kind = entry
             .file_type()
             .with_context(|| format!("{}: cannot read", dest.join(&path).display()))?;
-        if kind.is_dir() && !(rel.as_os_str().is_empty() && name == ".git") {
+        let top = rel.as_os_str().is_empty();
+        let is_git = name.as_encoded_bytes().eq_ignore_ascii_case(b".git");
+        if (is_git && !(top && name == ".git"))
+            || !(kind.is_dir() || kind.is_file() || kind.is_symlink())
+        {
+            // What git's own listing never shows, so nothing else would remove: a repository
+            // (or a `.GIT`) below the top, and FIFOs, sockets and devices.
+            let at = dest.join(&path);
+            if kind.is_dir() {
+                std::fs::remove_dir_all(&at)
+            } else {
+                std::fs::remove_file(&at)
+            }
+            .with_context(|| format!("{}: cannot remove it", at.display()))?;
+        } else if kind.is_dir() && !(top && name == ".git") {
             remove_foreign_ignores(index, dest, &path)?;
         } else if name == ".gitignore" && index.get_path(&path, 0).is_none() {
             std::fs::remove_file(dest.join(&path)).with_context(|| {

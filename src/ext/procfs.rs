@@ -116,7 +116,12 @@ pub fn describe(pid: u32) -> String {
 pub fn approuter_subcommand(argv: &[String]) -> Option<String> {
     let mut words = argv.iter();
     let exe = words.next()?;
-    if !exe.rsplit('/').next()?.starts_with("approuter") {
+    let name = exe.rsplit('/').next()?;
+    // The lean binaries are their subcommand: `approuter-svscan DIR` is `approuter svscan DIR`.
+    if let Some(sub) = name.strip_prefix("approuter-") {
+        return Some(sub.to_string());
+    }
+    if !name.starts_with("approuter") {
         return None;
     }
     let mut skip_value = false;
@@ -339,8 +344,16 @@ mod tests {
 
     #[test]
     fn approuter_subcommands() {
-        let table: [(&[&str], Option<&str>); 5] = [
+        let table: [(&[&str], Option<&str>); 7] = [
             (&["/usr/bin/approuter", "sync"], Some("sync")),
+            (
+                &["/usr/bin/approuter-svscan", "--grace", "10", "/srv/s"],
+                Some("svscan"),
+            ),
+            (
+                &["/usr/bin/approuter-svlogd", "-tt", "/srv/l"],
+                Some("svlogd"),
+            ),
             (
                 &["/x/release/approuter", "--root", "/srv/a b", "sync", "-v"],
                 Some("sync"),

@@ -50,3 +50,17 @@ pub fn logger_command(exe: &std::path::Path) -> Vec<String> {
 
 /// The lean logger's file name (a second binary of this crate, src/bin/).
 pub const LEAN_LOGGER: &str = "approuter-svlogd";
+
+/// The lean supervisor's file name (src/bin/ too).
+pub const LEAN_SUPERVISOR: &str = "approuter-svscan";
+
+/// The supervisor's command up to its options: `approuter-svscan` beside `exe` when it is
+/// there, else `exe svscan`.
+pub fn supervisor_command(exe: &std::path::Path) -> Vec<String> {
+    let lean = exe.with_file_name(LEAN_SUPERVISOR);
+    if crate::util::file::is_executable(&lean) {
+        vec![lean.to_string_lossy().into_owned()]
+    } else {
+        vec![exe.to_string_lossy().into_owned(), "svscan".into()]
+    }
+}

@@ -237,12 +237,18 @@ fn render_nginx_with(
 /// Headers by which a client could pass for another host, port, path or for HTTPS: passed on
 /// only from a trusted proxy, removed otherwise. X-Forwarded-For and -Proto are rewritten
 /// instead (the instances always get them).
-const FORWARDED_PASSED: [&str; 5] = [
+const FORWARDED_PASSED: [&str; 11] = [
     "Forwarded",
     "X-Forwarded-Host",
     "X-Forwarded-Port",
     "X-Forwarded-Ssl",
     "X-Forwarded-Prefix",
+    "X-Forwarded-Scheme",
+    "X-Forwarded-Protocol",
+    "X-Url-Scheme",
+    "Front-End-Https",
+    "Client-IP",
+    "True-Client-IP",
 ];
 
 /// Each of them with the name of its nginx variable (`x_forwarded_host`).

@@ -37,6 +37,13 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// Another logger holds the directory's lock.
+    fn is_contention(&self) -> bool {
+        self.err.kind() == io::ErrorKind::WouldBlock
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.what, self.err)
@@ -136,12 +143,20 @@ pub struct LogDir {
     rotate_asked: bool,
     /// Writing failed; the next attempt is due at this time.
     retry_at: Option<Instant>,
+    /// Started with `--wait-lock` while another logger held the directory: waiting for it.
+    waiting_for_lock: bool,
 }
 
 impl LogDir {
     /// Starts logging to `path` as svlogd does: the directory must exist and no other logger
-    /// may hold its lock. Any other trouble is retried while logging.
-    pub fn open(path: PathBuf, len: usize, verbose: bool) -> Result<LogDir, String> {
+    /// may hold its lock (with `wait_lock`, one that does is waited for, quietly). Any other
+    /// trouble is retried while logging.
+    pub fn open(
+        path: PathBuf,
+        len: usize,
+        verbose: bool,
+        wait_lock: bool,
+    ) -> Result<LogDir, String> {
         match fs::metadata(&path) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(format!("{}: is not a directory", path.display())),
@@ -164,9 +179,18 @@ impl LogDir {
             rotate_at: None,
             rotate_asked: false,
             retry_at: None,
+            waiting_for_lock: false,
         };
-        d.lock().map_err(|f| f.to_string())?;
         let now = Instant::now();
+        match d.lock() {
+            Ok(()) => {}
+            Err(f) if wait_lock && f.is_contention() => {
+                d.waiting_for_lock = true;
+                d.retry_at = Some(now + RETRY);
+                return Ok(d);
+            }
+            Err(f) => return Err(f.to_string()),
+        }
         d.read_config(now);
         if let Err(f) = d.open_current(true) {
             d.failed(f, now);
@@ -354,7 +378,10 @@ impl LogDir {
             Err((_, Errno::EWOULDBLOCK)) => Err(Failure::new(
                 "lock",
                 &p,
-                io::Error::other("another logger is writing to this directory"),
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another logger is writing to this directory",
+                ),
             )),
             Err((_, e)) => Err(Failure::new("lock", &p, e)),
         }
@@ -530,6 +557,10 @@ impl LogDir {
     }
 
     fn failed(&mut self, f: Failure, now: Instant) {
+        if self.waiting_for_lock && f.is_contention() {
+            self.retry_at = Some(now + RETRY);
+            return;
+        }
         if self.retry_at.is_none() {
             warn(format_args!(
                 "{f}; keeping up to {} MiB of the newest log in memory, retrying every second",
@@ -544,6 +575,10 @@ impl LogDir {
             return;
         }
         let q = &mut self.queue;
+        // The other logger let go, and nothing had to be dropped meanwhile: nothing to say.
+        if std::mem::take(&mut self.waiting_for_lock) && q.lost_bytes == 0 {
+            return;
+        }
         let lost = if q.lost_bytes == 0 {
             "nothing was lost".to_string()
         } else {

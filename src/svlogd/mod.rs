@@ -50,6 +50,11 @@ pub struct Args {
     /// Also replace these characters (with C, or `_` without -r)
     #[arg(short = 'R', value_name = "XYZ")]
     replace_also: Option<String>,
+    /// When another logger holds a directory, wait for it (holding the newest input, as for a
+    /// directory that cannot be written) rather than leave it out: for overlapping writers
+    /// such as cron's syncs. Not a runit option
+    #[arg(long = "wait-lock")]
+    wait_lock: bool,
     /// Log directories (they must exist); each gets every line its config selects
     #[arg(value_name = "DIR", required = true)]
     dirs: Vec<PathBuf>,
@@ -82,7 +87,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     let mut dirs = Vec::new();
     let mut errors = Vec::new();
     for path in args.dirs {
-        match LogDir::open(path, len, args.verbose > 0) {
+        match LogDir::open(path, len, args.verbose > 0, args.wait_lock) {
             Ok(d) => dirs.push(d),
             Err(e) => errors.push(e),
         }

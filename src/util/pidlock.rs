@@ -36,8 +36,14 @@ pub fn acquire(path: &Path, wait: bool, mode: u32, record_pid: bool) -> Result<A
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?;
-    if !f.metadata().is_ok_and(|m| m.is_file()) {
-        anyhow::bail!("{}: not a regular file; remove it", path.display());
+    // Only a file of approuter's user with this one name: someone else's could be held by them
+    // for ever, and a file with other links would be truncated everywhere it is linked.
+    match f.metadata() {
+        Ok(m) if m.is_file() && m.nlink() == 1 && m.uid() == nix::unistd::geteuid().as_raw() => {}
+        _ => anyhow::bail!(
+            "{}: not a regular file of approuter's user with a single link; remove it",
+            path.display()
+        ),
     }
     // A lock file made before with a wider mode is narrowed: nobody else may hold it.
     if let Ok(m) = f.metadata() {
@@ -135,6 +141,28 @@ mod tests {
         assert_eq!(holder(&path), Some(std::process::id()));
         drop(lock);
         assert_eq!(holder(&path), None);
+    }
+
+    #[test]
+    fn only_a_single_linked_file_of_ours_is_a_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        std::fs::write(&path, "").unwrap();
+        let other = dir.path().join("elsewhere");
+        std::fs::hard_link(&path, &other).unwrap();
+        let err = acquire(&path, false, 0o600, true).unwrap_err().to_string();
+        assert!(err.contains("single link"), "{err}");
+        std::fs::remove_file(&other).unwrap();
+        std::os::unix::fs::symlink(&path, &other).unwrap();
+        assert!(
+            acquire(&other, false, 0o600, true).is_err(),
+            "followed a symlink"
+        );
+        if nix::unistd::geteuid().is_root() {
+            nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(54321)), None).unwrap();
+            let err = acquire(&path, false, 0o600, true).unwrap_err().to_string();
+            assert!(err.contains("approuter's user"), "{err}");
+        }
     }
 
     #[test]

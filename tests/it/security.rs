@@ -818,6 +818,16 @@ fn an_old_world_writable_tree_is_closed_and_its_planted_links_lead_nowhere() {
     // The file planted to make nginx take instance2 for production is gone.
     let r = get(ports.listen, "/", None).unwrap();
     assert_eq!(r.header("x-served-by"), Some("instance1"));
+    // So is a slot directory replaced by a symlink to the other one (slots/instance1 ->
+    // instance2 would make the active link name instance2's marker).
+    cmd_ok(&root, &["shutdown"]);
+    let slot = var.join("nginx/slots/instance1");
+    fs::remove_dir_all(&slot).unwrap();
+    std::os::unix::fs::symlink("instance2", &slot).unwrap();
+    cmd_ok(&root, &["start"]);
+    assert!(fs::symlink_metadata(&slot).unwrap().is_dir());
+    let r = get(ports.listen, "/", None).unwrap();
+    assert_eq!(r.header("x-served-by"), Some("instance1"));
 }
 
 /// A pushed commit can hold paths git itself never writes (`..`, `.git`): the deploy fails
@@ -893,6 +903,16 @@ fn untracked_files_do_not_survive_a_deploy() {
     fs::write(co.join("static/hidden/shell.php"), "<?php").unwrap();
     crate::app::git(&co, &["init", "-q", "nested"]);
     fs::write(co.join("nested/shell.php"), "<?php").unwrap();
+    // Paths git's own listing never shows: a `.git` below the top, a `.GIT` at it, a FIFO.
+    fs::create_dir_all(co.join("static/.git")).unwrap();
+    fs::write(co.join("static/.git/shell.php"), "<?php").unwrap();
+    fs::create_dir_all(co.join(".GIT")).unwrap();
+    fs::write(co.join(".GIT/shell.php"), "<?php").unwrap();
+    nix::unistd::mkfifo(
+        &co.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
     fs::write(co.join("keep.log"), "an app's log\n").unwrap();
     fs::create_dir_all(co.join("cache")).unwrap();
     fs::write(co.join("cache/data"), "cached\n").unwrap();
@@ -915,6 +935,9 @@ fn untracked_files_do_not_survive_a_deploy() {
         "etc-link",
         "static/hidden",
         "nested",
+        "static/.git",
+        ".GIT",
+        "pipe",
     ] {
         assert!(
             fs::symlink_metadata(co.join(gone)).is_err(),
@@ -984,6 +1007,15 @@ fn the_instances_user_cannot_lead_a_deploy_outside_its_checkout() {
         victim_file.display()
     ));
     assert!(o.status.success(), "{o:?}");
+    // A hard link to a file of its own outside the checkout where the tree has a file, and a
+    // FIFO where it has another: git must neither take the file over nor write through the
+    // link, nor block on the FIFO.
+    let outside = user.home.join("outside");
+    let o = as_user(&format!(
+        "echo mine > {o} && rm BRANCH && ln {o} BRANCH && rm start && mkfifo start",
+        o = outside.display()
+    ));
+    assert!(o.status.success(), "{o:?}");
 
     repo.commit("main", &[("VERSION", "2"), ("static/app.css", "v2")], "v2");
     let text = cmd_ok(&root, &["sync"]);
@@ -1001,6 +1033,10 @@ fn the_instances_user_cannot_lead_a_deploy_outside_its_checkout() {
     );
     assert_eq!(fs::read_to_string(&victim_file).unwrap(), "root's\n");
     assert!(fs::symlink_metadata(co.join("VERSION")).unwrap().is_file());
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "mine\n");
+    assert_eq!(fs::metadata(&outside).unwrap().uid(), user.uid);
+    assert_eq!(fs::read_to_string(co.join("BRANCH")).unwrap(), "main\n");
+    assert!(fs::symlink_metadata(co.join("start")).unwrap().is_file());
     let css = co.join("static/app.css");
     assert!(fs::symlink_metadata(co.join("static")).unwrap().is_dir());
     assert_eq!(fs::read_to_string(&css).unwrap(), "v2\n");
@@ -1339,6 +1375,12 @@ fn forwarded_headers_are_believed_only_from_trusted_proxies() {
         "X-Forwarded-Ssl: on",
         "-H",
         "X-Forwarded-Prefix: /admin",
+        "-H",
+        "X-Forwarded-Scheme: https",
+        "-H",
+        "Front-End-Https: on",
+        "-H",
+        "True-Client-IP: 203.0.113.9",
     ];
     let removed = [
         "forwarded",
@@ -1346,6 +1388,9 @@ fn forwarded_headers_are_believed_only_from_trusted_proxies() {
         "x-forwarded-port",
         "x-forwarded-ssl",
         "x-forwarded-prefix",
+        "x-forwarded-scheme",
+        "front-end-https",
+        "true-client-ip",
     ];
     let mut args = forged.to_vec();
     args.push(&url);

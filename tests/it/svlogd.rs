@@ -888,3 +888,31 @@ fn kill_9_of_the_logger_loses_no_line() {
         &missing[..missing.len().min(10)]
     );
 }
+
+/// `--wait-lock` (cron's syncs, which may overlap): a second logger waits for the first to let
+/// go of the directory, holding its input meanwhile, then writes it all, saying nothing.
+#[test]
+fn with_wait_lock_a_second_logger_waits_its_turn() {
+    let mut first = Logger::start(&["-tt"], "");
+    first.proc.write(b"first\n");
+    first.wait_for_current("the first line", |c| c.contains("first"));
+    let mut second = Proc::spawn(
+        approuter_svlogd()
+            .args(["-tt", "--wait-lock"])
+            .arg(&first.dir)
+            .stdout(Stdio::null()),
+        &first.tmp.path().join("second.err"),
+    );
+    second.write(b"second\n");
+    second.close_stdin();
+    // Without --wait-lock it would have left at once (exit 111), its line lost.
+    first.proc.close_stdin();
+    assert!(first.proc.wait(DEADLINE).success());
+    assert!(second.wait(DEADLINE).success(), "{}", second.stderr());
+    let current = fs::read_to_string(first.dir.join("current")).unwrap();
+    assert!(
+        current.contains(" first\n") && current.contains(" second\n"),
+        "{current}"
+    );
+    assert_eq!(second.stderr(), "", "waiting is not worth a warning");
+}
