@@ -73,7 +73,19 @@ pub fn give(dir: &Path, to: &RunAs) -> Result<()> {
     fchown(&top, Some(to.uid), Some(to.gid)).with_context(|| cannot(dir, "give it to", &to.user))
 }
 
-fn give_in(fd: &OwnedFd, path: &Path, to: &RunAs, top: bool) -> Result<()> {
+/// One entry of a directory being walked: its name, path, status (not following a symlink)
+/// and file type.
+struct Entry {
+    name: OsString,
+    at: PathBuf,
+    st: nix::sys::stat::FileStat,
+    kind: SFlag,
+}
+
+/// The entries of the open directory `fd` (at `path`), the repository left out at the top:
+/// neither walk ever touches it.
+fn entries(fd: &OwnedFd, path: &Path, top: bool) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
     for name in names(fd, path)? {
         if top && name == GIT_DIR {
             continue;
@@ -82,6 +94,13 @@ fn give_in(fd: &OwnedFd, path: &Path, to: &RunAs, top: bool) -> Result<()> {
         let st = fstatat(fd, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
             .with_context(|| format!("{}: cannot read", at.display()))?;
         let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        out.push(Entry { name, at, st, kind });
+    }
+    Ok(out)
+}
+
+fn give_in(fd: &OwnedFd, path: &Path, to: &RunAs, top: bool) -> Result<()> {
+    for Entry { name, at, st, kind } in entries(fd, path, top)? {
         if kind == SFlag::S_IFDIR {
             let child = open_dir(Some(fd), &at)?;
             give_in(&child, &at, to, false)?;
@@ -117,14 +136,7 @@ pub fn take_back(dir: &Path) -> Result<()> {
 }
 
 fn take_back_in(fd: &OwnedFd, path: &Path, top: bool) -> Result<()> {
-    for name in names(fd, path)? {
-        if top && name == GIT_DIR {
-            continue;
-        }
-        let at = path.join(&name);
-        let st = fstatat(fd, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-            .with_context(|| format!("{}: cannot read", at.display()))?;
-        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    for Entry { name, at, st, kind } in entries(fd, path, top)? {
         if kind == SFlag::S_IFDIR {
             let child = open_dir(Some(fd), &at)?;
             lock_dir(&child, &at)?;

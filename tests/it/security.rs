@@ -186,6 +186,28 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 "#;
 
+/// The SQUATTER server on `port`, run as `user` (as the test's own user when `None`), once it
+/// answers; ended when dropped.
+fn squat(root: &Root, user: Option<&TestUser>, port: u16) -> crate::util::Proc {
+    let script = match user {
+        Some(u) => u.home.join("squat.py"),
+        None => root.path().join("squat.py"),
+    };
+    fs::write(&script, SQUATTER).unwrap();
+    let mut cmd = match user {
+        Some(u) => u.command("python3"),
+        None => std::process::Command::new("python3"),
+    };
+    let proc = crate::util::Proc::spawn(
+        cmd.arg(&script).arg(port.to_string()),
+        &root.path().join("squatter.err"),
+    );
+    wait_for(secs(10), "the squatter to answer", || {
+        get(port, "/diagnostic", None).is_ok_and(|r| r.status == 200)
+    });
+    proc
+}
+
 /// A local user binds the inactive instance's port (the instance then cannot): its server
 /// answers every health check, but never gets production, and every command names it.
 #[test]
@@ -195,18 +217,8 @@ fn a_squatter_on_the_inactive_port_never_gets_production() {
         return;
     };
     cmd_ok(&root, &["stop", "instance2"]);
+    let _squatter = squat(&root, Some(&attacker), ports.prod[1]);
     let script = attacker.home.join("squat.py");
-    fs::write(&script, SQUATTER).unwrap();
-    let _squatter = crate::util::Proc::spawn(
-        attacker
-            .command("python3")
-            .arg(&script)
-            .arg(ports.prod[1].to_string()),
-        &root.path().join("squatter.err"),
-    );
-    wait_for(secs(10), "the squatter to answer", || {
-        get(ports.prod[1], "/diagnostic", None).is_ok_and(|r| r.status == 200)
-    });
     let holder = format!("(user {}: python3 {}", attacker.name, script.display());
     // The instance cannot bind its port now: it crash-loops, and the squatter answers for it.
     let _ = root.cmd(&["start", "instance2"]).output();
@@ -288,18 +300,7 @@ fn a_squatter_approuter_cannot_see_still_never_gets_production() {
     assert_eq!(uid_of(pid(&root, "instance1")), Some(operator.uid));
     let o = as_operator(&["stop", "instance2"]);
     assert!(o.status.success(), "{}", out(&o));
-    let script = attacker.home.join("squat.py");
-    fs::write(&script, SQUATTER).unwrap();
-    let _squatter = crate::util::Proc::spawn(
-        attacker
-            .command("python3")
-            .arg(&script)
-            .arg(ports.prod[1].to_string()),
-        &root.path().join("squatter.err"),
-    );
-    wait_for(secs(10), "the squatter to answer", || {
-        get(ports.prod[1], "/diagnostic", None).is_ok_and(|r| r.status == 200)
-    });
+    let _squatter = squat(&root, Some(&attacker), ports.prod[1]);
 
     let o = operator
         .command("/bin/sh")
@@ -352,17 +353,7 @@ fn a_port_taken_while_an_alternate_is_cloned_gets_no_route() {
     wait_for(secs(30), "beta to be cloned", || {
         checkout.join(".git").is_dir()
     });
-    let script = root.path().join("squat.py");
-    fs::write(&script, SQUATTER).unwrap();
-    let _squatter = crate::util::Proc::spawn(
-        std::process::Command::new("python3")
-            .arg(&script)
-            .arg(ports.alt_base.to_string()),
-        &root.path().join("squatter.err"),
-    );
-    wait_for(secs(10), "the squatter to answer", || {
-        get(ports.alt_base, "/", None).is_ok_and(|r| r.status == 200)
-    });
+    let _squatter = squat(&root, None, ports.alt_base);
     fs::write(&go, "").unwrap();
     let status = sync.wait(secs(60));
     let mut text = String::new();
