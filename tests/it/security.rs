@@ -597,11 +597,15 @@ fn the_logger_follows_no_planted_link_and_repeats_no_config_line() {
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
     let chosen = tmp.path().join("created-by-the-logger");
 
+    // `approuter svlogd -tt DIR`, as every log/run runs it.
+    let logger = || {
+        let mut c = std::process::Command::new(crate::util::approuter_exe());
+        c.args(["svlogd", "-tt"]).arg(&dir);
+        c
+    };
     // A symlinked lock: the directory is refused at once, and nothing is created.
     symlink(&chosen, dir.join("lock")).unwrap();
-    let o = std::process::Command::new(crate::util::approuter_exe())
-        .args(["svlogd", "-tt"])
-        .arg(&dir)
+    let o = logger()
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -617,12 +621,7 @@ fn the_logger_follows_no_planted_link_and_repeats_no_config_line() {
     // A symlinked current and config.
     symlink(&setuid, dir.join("current")).unwrap();
     symlink(&secret, dir.join("config")).unwrap();
-    let mut log = crate::util::Proc::spawn(
-        std::process::Command::new(crate::util::approuter_exe())
-            .args(["svlogd", "-tt"])
-            .arg(&dir),
-        &tmp.path().join("stderr"),
-    );
+    let mut log = crate::util::Proc::spawn(&mut logger(), &tmp.path().join("stderr"));
     log.write(b"hello\n");
     wait_for(secs(10), "a warning about current", || {
         log.stderr()
@@ -657,12 +656,7 @@ fn the_logger_follows_no_planted_link_and_repeats_no_config_line() {
     // its lines are never repeated.
     fs::remove_file(dir.join("config")).unwrap();
     fs::copy(&secret, dir.join("config")).unwrap();
-    let mut log = crate::util::Proc::spawn(
-        std::process::Command::new(crate::util::approuter_exe())
-            .args(["svlogd", "-tt"])
-            .arg(&dir),
-        &tmp.path().join("stderr2"),
-    );
+    let mut log = crate::util::Proc::spawn(&mut logger(), &tmp.path().join("stderr2"));
     log.write(b"after\n");
     wait_for(secs(10), "a warning about the FIFO", || {
         log.stderr()
