@@ -26,15 +26,18 @@ pub fn run(layout: &Layout, names: &[String], force: bool) -> Result<ExitCode> {
     }
     // Stopping the active instance would leave production to the other one, which may run
     // another version: an operator who wants that says so.
-    if !force {
-        if let Ok(active) = state::load_active(layout) {
-            if names.iter().any(|n| n == active.name()) {
-                bail!(
-                    "{} serves production; stopping it hands production to {} without a health check: run `approuter switch` first, or `approuter stop --force {0}`",
-                    active.name(),
-                    active.other().name()
-                );
-            }
+    let production = |n: &String| crate::plan::Slot::BOTH.iter().any(|s| s.name() == n);
+    if !force && names.iter().any(production) {
+        // Which one serves must be known; not knowing is no reason to stop either.
+        let active = state::load_active(layout).map_err(|e| {
+            anyhow::anyhow!("{e:#}; cannot tell which production instance serves (`approuter stop --force` stops it anyway)")
+        })?;
+        if names.iter().any(|n| n == active.name()) {
+            bail!(
+                "{} serves production; stopping it hands production to {} without a health check: run `approuter switch` first, or `approuter stop --force {0}`",
+                active.name(),
+                active.other().name()
+            );
         }
     }
     let down = super::control(layout, &names, control::DOWN, timeout, |st| st.is_down())?;
