@@ -8,7 +8,7 @@ use crate::svlogd;
 
 /// The supervisor's own log directory, `managed/var/log/svscan/`.
 pub const SVSCAN: &str = "svscan";
-/// Reserved for sync's own output (`managed/var/log/sync.log`).
+/// sync's log directory, `managed/var/log/sync/` (and so no alternate's name).
 pub const SYNC: &str = "sync";
 
 /// The directory tree approuter owns, derived from the root that holds `managed/`.

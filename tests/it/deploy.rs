@@ -175,11 +175,9 @@ fn a_failed_deploy_keeps_the_rollback_target() {
     assert_eq!(page(ports.listen, None), ("1".into(), "instance2".into()));
 
     // One that never turns healthy waits health_timeout_secs, and is undone the same way.
-    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
-    root.write_etc(
-        "approuter.toml",
-        &toml.replace("health_timeout_secs = 30", "health_timeout_secs = 5"),
-    );
+    root.edit_etc("approuter.toml", |toml| {
+        toml.replace("health_timeout_secs = 30", "health_timeout_secs = 5")
+    });
     let sick = repo.commit(
         "main",
         &[
@@ -225,14 +223,12 @@ fn a_failed_deploy_keeps_the_rollback_target() {
 fn production_ports_move_under_load_and_no_request_fails() {
     let (root, _repo, ports) = started(&["beta"]);
     let new = free_ports(2);
-    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
-    root.write_etc(
-        "approuter.toml",
-        &toml.replace(
+    root.edit_etc("approuter.toml", |toml| {
+        toml.replace(
             &format!("prod_ports = [{}, {}]", ports.prod[0], ports.prod[1]),
             &format!("prod_ports = [{}, {}]", new, new + 1),
-        ),
-    );
+        )
+    });
     let text = sync_ok(&root, &["--dry-run"]);
     assert!(
         text.contains(&format!(

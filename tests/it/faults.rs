@@ -586,14 +586,12 @@ fn a_failed_deploy_cut_short_is_finished_by_the_next_sync() {
 fn a_port_move_cut_short_is_finished_by_the_next_sync() {
     let (root, _repo, ports) = app::started(&[]);
     let new = app::free_ports(2);
-    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
-    root.write_etc(
-        "approuter.toml",
-        &toml.replace(
+    root.edit_etc("approuter.toml", |toml| {
+        toml.replace(
             &format!("prod_ports = [{}, {}]", ports.prod[0], ports.prod[1]),
             &format!("prod_ports = [{}, {}]", new, new + 1),
-        ),
-    );
+        )
+    });
     let load = Load::start(ports.listen, 2);
     killed_at(&root, &["sync"], "move-before-restart");
     assert!(

@@ -31,11 +31,9 @@ fn instances_run_as_their_user_with_a_defined_environment() {
     };
     let repo = AppRepo::new(&root);
     configure(&root, &repo.url(), &["beta"], 20);
-    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
-    root.write_etc(
-        "approuter.toml",
-        &format!("{toml}user = \"{}\"\n", user.name),
-    );
+    root.edit_etc("approuter.toml", |toml| {
+        format!("{toml}user = \"{}\"\n", user.name)
+    });
     write_secret(&root, "env", "SHARED=yes\nDATABASE_URL=postgres://prod\n");
     write_secret(&root, "env.beta", "DATABASE_URL=postgres://staging\n");
     let o = root
@@ -274,11 +272,9 @@ fn a_squatter_approuter_cannot_see_still_never_gets_production() {
     let repo = AppRepo::new(&root);
     let ports = configure(&root, &repo.url(), &[], 20);
     // Naming approuter's own user is allowed, and changes nobody.
-    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
-    root.write_etc(
-        "approuter.toml",
-        &format!("{toml}user = \"{}\"\n", operator.name),
-    );
+    root.edit_etc("approuter.toml", |toml| {
+        format!("{toml}user = \"{}\"\n", operator.name)
+    });
     let chown = std::process::Command::new("chown")
         .arg("-R")
         .arg(format!("{}:{}", operator.uid, operator.gid))
@@ -955,11 +951,9 @@ fn the_instances_user_cannot_lead_a_deploy_outside_its_checkout() {
     let repo = AppRepo::new(&root);
     repo.commit("main", &[("static/app.css", "v1")], "static files");
     let ports = configure(&root, &repo.url(), &[], 20);
-    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
-    root.write_etc(
-        "approuter.toml",
-        &format!("{toml}user = \"{}\"\n", user.name),
-    );
+    root.edit_etc("approuter.toml", |toml| {
+        format!("{toml}user = \"{}\"\n", user.name)
+    });
     cmd_ok(&root, &["start"]);
     let co = root.managed().join("prod/instance2");
     assert_eq!(
@@ -1388,11 +1382,9 @@ fn forwarded_headers_are_believed_only_from_trusted_proxies() {
         assert!(!h.contains_key(name), "{name} passed on: {h:?}");
     }
 
-    let toml = fs::read_to_string(root.etc("approuter.toml")).unwrap();
-    root.write_etc(
-        "approuter.toml",
-        &format!("{toml}trusted_proxies = [\"127.0.0.1\"]\n"),
-    );
+    root.edit_etc("approuter.toml", |toml| {
+        format!("{toml}trusted_proxies = [\"127.0.0.1\"]\n")
+    });
     cmd_ok(&root, &["sync"]);
     wait_for(secs(10), "nginx to trust 127.0.0.1", || {
         seen_headers(&curl(&args))

@@ -53,6 +53,12 @@ impl Root {
         fs::write(p, text).unwrap();
     }
 
+    /// Rewrites a configuration file under managed/etc through `change`.
+    pub fn edit_etc(&self, name: &str, change: impl FnOnce(String) -> String) {
+        let text = fs::read_to_string(self.etc(name)).unwrap();
+        self.write_etc(name, &change(text));
+    }
+
     /// `approuter --root <root> ARGS...`, ready to run.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = approuter();
