@@ -42,8 +42,18 @@ pub fn log_tail(layout: &Layout, name: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Is some service's recorded run still alive (left by a supervisor that was killed, for the
+/// next one to take over)?
+fn left_running(layout: &Layout) -> bool {
+    generate::list_services(&layout.service_dir())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| status::read(&layout.service(n)).ok())
+        .any(|s| s.pid != 0 && procfs::is_recorded_leader(s.pid, s.since.unix_secs()))
+}
+
 /// Every port the plan needs must be free, or held by one of our own services (left running by
-/// a supervisor that was killed: the next svscan ends them before it starts anew).
+/// a supervisor that was killed: the next svscan takes them over).
 fn check_ports(layout: &Layout, plan: &Plan) -> Result<()> {
     let ours: Vec<u32> = generate::list_services(&layout.service_dir())?
         .iter()
@@ -210,8 +220,11 @@ pub fn start(layout: &Layout) -> Result<Started> {
     if let Some(pid) = client::svscan(&layout.service_dir())? {
         return Ok(Started::AlreadyRunning(pid));
     }
-    // Nothing runs: production starts on the configured ports, wherever it ran before.
-    state::forget_prod_ports(layout)?;
+    // No supervisor: production starts on the configured ports, wherever it ran before, unless
+    // a supervisor that was killed left it running; the new one takes it over where it is.
+    if !left_running(layout) {
+        state::forget_prod_ports(layout)?;
+    }
     let (config, plan) = load_plan(layout)?;
     check_ports(layout, &plan)?;
     checkouts::ensure(layout, &config, &plan)?;
@@ -318,12 +331,26 @@ pub fn wait_until_healthy(
 /// False when nothing ran.
 pub fn shutdown(layout: &Layout) -> Result<bool> {
     state::set_meant_to_run(layout, false)?;
-    let Some(pid) = client::terminate(&layout.service_dir())? else {
-        return Ok(false);
-    };
     let grace = Config::load(layout)
         .map(|c| c.settings.stop_grace_secs)
         .unwrap_or(crate::config::Settings::default().stop_grace_secs);
+    let pid = match client::terminate(&layout.service_dir())? {
+        Some(pid) => pid,
+        // The supervisor was killed and its services run on: a new one takes them over, so
+        // that they stop as any shutdown stops them (TERM, KILL after the grace period).
+        None if left_running(layout) => {
+            println!(
+                "svscan is gone but services it started still run; taking them over to stop them"
+            );
+            let exe = std::env::current_exe()
+                .and_then(fs::canonicalize)
+                .context("finding the approuter binary's own path")?;
+            spawn_svscan(layout, &exe, grace)?;
+            client::terminate(&layout.service_dir())?
+                .context("the supervisor started to stop the services is gone already")?
+        }
+        None => return Ok(false),
+    };
     println!("stopping every service (svscan pid {pid})");
     let timeout = shutdown_timeout(grace);
     if !poll::holds(timeout, poll::EVERY, || {

@@ -175,6 +175,59 @@ pub fn is_recorded_leader(pid: u32, since_unix: u64) -> bool {
     st.pgrp == pid as i32 && start_time(pid).is_some_and(|t| t.abs_diff(since_unix) <= 2)
 }
 
+/// A pidfd for `pid` (Linux 5.3): it becomes readable when the process ends, whoever its
+/// parent is, and it keeps naming that process even if the pid is later reused.
+pub fn pidfd(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor or -1.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid as nix::libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Both ends of the pipe that descriptor `fd` of process `pid` is, opened anew through
+/// `/proc/PID/fd/FD`, but only if it is the pipe with inode `ino`: a process may have put
+/// anything on its descriptors, and nothing but that pipe is opened. Blocking, close-on-exec.
+pub fn reopen_pipe(
+    pid: u32,
+    fd: i32,
+    ino: u64,
+) -> Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    let path = format!("/proc/{pid}/fd/{fd}");
+    let is_it = |m: &fs::Metadata| ino != 0 && m.file_type().is_fifo() && m.ino() == ino;
+    // Looked at before it is opened: opening some files (a terminal, a device) does things.
+    if !is_it(&fs::metadata(&path).ok()?) {
+        return None;
+    }
+    let open = |path: &str, write: bool| {
+        fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(path)
+            .ok()
+    };
+    let read = open(&path, false)?;
+    // The write end through our own descriptor: the process cannot swap it meanwhile.
+    let write = open(&format!("/proc/self/fd/{}", read.as_raw_fd()), true)?;
+    if !is_it(&read.metadata().ok()?) {
+        return None;
+    }
+    let blocking = |f: fs::File| -> Option<OwnedFd> {
+        let fd = OwnedFd::from(f);
+        let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).ok()?;
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags)).ok()?;
+        Some(fd)
+    };
+    Some((blocking(read)?, blocking(write)?))
+}
+
 /// True when some process of group `pgid` is still alive (not a zombie). A group left by a
 /// supervisor that was killed is reaped by init, maybe late: its zombies must not keep the
 /// service from starting again.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::servicedir;
 use super::unit::{Ended, Io, Unit};
+use crate::ext::procfs;
 use crate::util::pidlock::{self, Acquired, PidLock};
 
 /// The lock svscan holds on the directory it scans; it also holds svscan's pid.
@@ -41,19 +42,24 @@ enum Part {
     Main = 0,
     Log = 1,
     Capture = 2,
+    /// The pidfd of a run taken over from a previous supervisor.
+    MainEnd = 3,
+    LogEnd = 4,
 }
 
 fn token(slot: usize, part: Part) -> u64 {
-    ((slot as u64) << 2) | part as u64
+    ((slot as u64) << 3) | part as u64
 }
 
 fn untoken(t: u64) -> (usize, Part) {
-    let part = match t & 3 {
+    let part = match t & 7 {
         0 => Part::Main,
         1 => Part::Log,
-        _ => Part::Capture,
+        2 => Part::Capture,
+        3 => Part::MainEnd,
+        _ => Part::LogEnd,
     };
-    ((t >> 2) as usize, part)
+    ((t >> 3) as usize, part)
 }
 
 /// A service directory under supervision: its main unit, its log, and the pipe svscan holds
@@ -95,10 +101,8 @@ pub fn run(opts: Options) -> Result<i32> {
     if !dir.is_dir() {
         bail!("{}: not a directory", dir.display());
     }
-    let _lock = lock_scan_dir(&dir)?;
-    raise_fd_limit();
-    nix::sys::prctl::set_child_subreaper(true).context("becoming a subreaper")?;
-
+    // Signals are blocked before the lock is taken: a client that sees the lock may send TERM
+    // at once, and it must be read (from the signalfd), not end svscan by its default action.
     reset_signal_dispositions();
     let mut mask = SigSet::empty();
     for s in [
@@ -110,6 +114,9 @@ pub fn run(opts: Options) -> Result<i32> {
         mask.add(s);
     }
     mask.thread_block().context("blocking signals")?;
+    let _lock = lock_scan_dir(&dir)?;
+    raise_fd_limit();
+    nix::sys::prctl::set_child_subreaper(true).context("becoming a subreaper")?;
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .context("signalfd")?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll")?;
@@ -213,6 +220,14 @@ fn raise_fd_limit() {
 fn dir_key(dir: &Path) -> Option<(i64, i64, u64)> {
     let m = fs::metadata(dir).ok()?;
     Some((m.mtime(), m.mtime_nsec(), m.ino()))
+}
+
+fn new_pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
+}
+
+fn inode(fd: &OwnedFd) -> u64 {
+    nix::sys::stat::fstat(fd).map_or(0, |st| st.st_ino)
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
@@ -319,6 +334,12 @@ impl Scanner {
                 if let Some(cap) = &svc.capture {
                     result = result.and(reg(cap.as_fd(), Part::Capture));
                 }
+                if let Some(fd) = svc.main.adopted_fd() {
+                    result = result.and(reg(fd.as_fd(), Part::MainEnd));
+                }
+                if let Some(fd) = svc.log.as_ref().and_then(Unit::adopted_fd) {
+                    result = result.and(reg(fd.as_fd(), Part::LogEnd));
+                }
                 if let Err(e) = result {
                     super::say(format_args!("{name}: cannot watch its control FIFO: {e}"));
                 }
@@ -341,10 +362,14 @@ impl Scanner {
         }
     }
 
+    /// Opens a service and its log. Runs a killed svscan left are taken over with the pipe
+    /// between them, found again through the descriptors of the processes that hold it (the
+    /// logger's stdin, else the service's stdout or stderr); a run whose pipe cannot be found
+    /// is ended, since no logger could read it any more.
     fn open_service(&self, name: &str, id: (u64, u64)) -> Result<Service, String> {
         let path = self.dir.join(name);
+        let mut main = Unit::open(&path, name.to_string(), false, Io::default(), self.grace)?;
         let Some(log_dir) = servicedir::log_of(&path) else {
-            let main = Unit::open(&path, name.to_string(), false, Io::default(), self.grace)?;
             return Ok(Service {
                 name: name.to_string(),
                 id,
@@ -356,36 +381,72 @@ impl Scanner {
                 log_told_to_exit: false,
             });
         };
-        let pipe = || {
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
+        let mut log = Unit::open(
+            &log_dir,
+            format!("{name}/log"),
+            true,
+            Io::default(),
+            self.grace,
+        )?;
+        let now = Instant::now();
+        let (log_ino, cap_ino) = log.recorded_pipes();
+        let mut holders = Vec::new();
+        if let Some(pid) = log.adopted_pid() {
+            holders.push((pid, 0));
+        }
+        if let Some(pid) = main.adopted_pid() {
+            holders.extend([(pid, 1), (pid, 2)]);
+        }
+        let found = holders
+            .iter()
+            .find_map(|&(pid, fd)| procfs::reopen_pipe(pid, fd, log_ino));
+        let (out_r, out_w) = match found {
+            Some(ends) => ends,
+            None => {
+                main.abandon(now, "its output pipe cannot be found again");
+                log.abandon(now, "its input pipe cannot be found again");
+                new_pipe()?
+            }
         };
+        let found = log.adopted_pid().and_then(|pid| {
+            [2, 1]
+                .iter()
+                .find_map(|&fd| procfs::reopen_pipe(pid, fd, cap_ino))
+        });
+        let (cap_r, cap_w) = match found {
+            Some(ends) => ends,
+            None => {
+                if log.adopted_pid().is_some() {
+                    log.note("what this logger says on stderr is lost until it restarts: its stderr pipe cannot be found again");
+                }
+                let (r, w) = new_pipe()?;
+                // The logger's stderr carries a warning now and then: one page is plenty, and
+                // keeps a thousand services within an unprivileged user's pipe budget.
+                let _ = fcntl(&r, FcntlArg::F_SETPIPE_SZ(4096));
+                (r, w)
+            }
+        };
+        set_nonblocking(&cap_r).map_err(|e| format!("cannot set up a pipe: {e}"))?;
+        log.record_pipes(inode(&out_r), inode(&cap_r));
         let dup = |fd: &OwnedFd| {
             fd.try_clone()
                 .map_err(|e| format!("cannot set up a pipe: {e}"))
         };
-        let (out_r, out_w) = pipe()?;
-        let (cap_r, cap_w) = pipe()?;
-        // The logger's stderr carries a warning now and then: one page is plenty, and keeps a
-        // thousand services within an unprivileged user's pipe budget.
-        let _ = fcntl(&cap_r, FcntlArg::F_SETPIPE_SZ(4096));
-        set_nonblocking(&cap_r).map_err(|e| format!("cannot set up a pipe: {e}"))?;
         // stderr goes down the same pipe (runsv leaves it on its own stderr): what a service
         // says on stderr belongs in its log, and then no service holds svscan's own output
         // open, so svscan's logger ends with svscan.
-        let main_io = Io {
+        main.io = Io {
             stderr: Some(dup(&out_w)?),
             stdout: Some(out_w),
             ..Io::default()
         };
-        let main = Unit::open(&path, name.to_string(), false, main_io, self.grace)?;
         // Whatever the logger itself prints, on stdout or stderr, is svscan's to read: then no
         // process of a service holds svscan's own output open either.
-        let log_io = Io {
+        log.io = Io {
             stdin: Some(out_r),
             stdout: Some(dup(&cap_w)?),
             stderr: Some(cap_w),
         };
-        let log = Unit::open(&log_dir, format!("{name}/log"), true, log_io, self.grace)?;
         Ok(Service {
             name: name.to_string(),
             id,
@@ -463,6 +524,18 @@ impl Scanner {
                 svc.read_capture();
                 Vec::new()
             }
+            Part::MainEnd => svc.main.adopted_ended(now).into_iter().collect(),
+            Part::LogEnd => svc
+                .log
+                .as_mut()
+                .and_then(|l| l.adopted_ended(now))
+                .into_iter()
+                .collect(),
+        };
+        let part = match part {
+            Part::MainEnd => Part::Main,
+            Part::LogEnd => Part::Log,
+            p => p,
         };
         for p in spawned {
             self.pids.insert(p.as_raw(), (slot, part));

@@ -212,18 +212,31 @@ pub struct Extra {
     /// The last warning or error about this service, and its Unix time.
     pub message: String,
     pub message_time: u64,
+    /// In a log's file: the inodes of the pipe from its service and of the pipe svscan reads
+    /// the logger's own output from, so that a new svscan can find them again (and only them)
+    /// through the processes that still hold them.
+    pub log_pipe: u64,
+    pub capture_pipe: u64,
 }
 
 impl Extra {
     pub fn encode(&self) -> String {
         let one_line = |s: &str| s.replace(['\n', '\r'], " ");
         format!(
-            "quick_exits {}\nnext_start {}\nlast_exit {}\nmessage_time {}\nmessage {}\n",
+            "quick_exits {}\nnext_start {}\nlast_exit {}\nmessage_time {}\nmessage {}\n{}",
             self.quick_exits,
             self.next_start,
             one_line(&self.last_exit),
             self.message_time,
-            one_line(&self.message)
+            one_line(&self.message),
+            if self.log_pipe == 0 {
+                String::new()
+            } else {
+                format!(
+                    "log_pipe {}\ncapture_pipe {}\n",
+                    self.log_pipe, self.capture_pipe
+                )
+            }
         )
     }
 
@@ -237,6 +250,8 @@ impl Extra {
                 "last_exit" => e.last_exit = value.to_string(),
                 "message_time" => e.message_time = value.parse().unwrap_or(0),
                 "message" => e.message = value.to_string(),
+                "log_pipe" => e.log_pipe = value.parse().unwrap_or(0),
+                "capture_pipe" => e.capture_pipe = value.parse().unwrap_or(0),
                 _ => {}
             }
         }
@@ -334,8 +349,11 @@ mod tests {
             last_exit: "exit 1".into(),
             message: "log: disk full\nsecond".into(),
             message_time: 1_795_317_490,
+            log_pipe: 8_812_345,
+            capture_pipe: 8_812_346,
         };
         let back = Extra::decode(&e.encode());
+        assert_eq!((back.log_pipe, back.capture_pipe), (8_812_345, 8_812_346));
         assert_eq!(back.message, "log: disk full second");
         assert_eq!(back.quick_exits, 3);
         assert_eq!(back.next_start, 1_795_317_500);

@@ -36,8 +36,14 @@ pub struct Ended {
 }
 
 impl Ended {
+    /// The end of a process taken over from a supervisor that was killed: it is not our child,
+    /// so its exit status went to whoever reaped it. `./finish` gets `-1 0`.
+    pub const UNKNOWN: Ended = Ended { code: -1, low: 0 };
+
     fn describe(self) -> String {
-        if self.code == -1 {
+        if self == Ended::UNKNOWN {
+            "ended (exit status unknown: taken over from a previous supervisor)".into()
+        } else if self.code == -1 {
             format!("signal {}", self.low)
         } else {
             format!("exit {}", self.code)
@@ -52,7 +58,8 @@ enum Phase {
         pid: Pid,
     },
     /// `./run` is gone but its process group may still hold processes (a forking start script,
-    /// or the leftovers of a supervisor that was killed): they are ended before anything starts.
+    /// or the run of a killed supervisor that cannot be taken over): they are ended before
+    /// anything starts.
     Drain {
         pgid: Pid,
         /// `None` for leftovers found at start-up.
@@ -92,7 +99,18 @@ pub struct Unit {
     stop_at: Option<Instant>,
     extra: Extra,
     publish_failed: bool,
+    /// The running process was taken over from a supervisor that was killed.
+    adopted: Option<Adopted>,
 }
+
+/// A run taken over: not our child, so no SIGCHLD; its end is seen through a pidfd, or, on a
+/// kernel without pidfds, by looking at /proc every second.
+struct Adopted {
+    pidfd: Option<OwnedFd>,
+}
+
+/// How often a run taken over without a pidfd is looked for in /proc.
+const ADOPTED_POLL: Duration = Duration::from_secs(1);
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -157,8 +175,8 @@ fn open_ok(sup: &Path) -> io::Result<File> {
 
 impl Unit {
     /// Takes `dir` under supervision: creates and locks `supervise/`, opens the FIFOs (`ok` last,
-    /// so a client that can open it finds a status file), and ends leftovers of a supervisor
-    /// that died without stopping its services.
+    /// so a client that can open it finds a status file), and takes over the run a supervisor
+    /// that was killed left running.
     pub fn open(
         dir: &Path,
         label: String,
@@ -220,29 +238,103 @@ impl Unit {
                 ..extra
             },
             publish_failed: false,
+            adopted: None,
         };
         if let Some(prev) = previous {
-            if prev.pid != 0
-                && prev.state != State::Down
-                && procfs::is_recorded_leader(prev.pid, prev.since.unix_secs())
-            {
-                // A log gets time to drain what its service wrote before it is told to stop.
-                let term_at = if is_log { now + grace } else { now };
-                unit.phase = Phase::Drain {
-                    pgid: Pid::from_raw(prev.pid as i32),
-                    ended: None,
-                    term_at: Some(term_at),
-                    kill_at: term_at + grace,
-                };
-                unit.note(&format!(
-                    "ending process group {} left by a previous supervisor",
-                    prev.pid
-                ));
+            if prev.pid != 0 && prev.state == State::Run {
+                unit.adopt(prev, now);
             }
         }
         unit.publish();
         unit.ok = Some(open_ok(&sup).map_err(|e| err("cannot open supervise/ok", e))?);
         Ok(unit)
+    }
+
+    /// Takes over the run `prev` records if its process is still the one recorded: same pid,
+    /// leading its group, started when the status says. Its uptime, want, pause and pending
+    /// stop carry on as they were.
+    fn adopt(&mut self, prev: Status, now: Instant) {
+        // The pidfd first: from then on the pid names this process whatever happens, so the
+        // check below cannot be fooled by a pid reused in between.
+        let pidfd = procfs::pidfd(prev.pid).ok();
+        if !procfs::is_recorded_leader(prev.pid, prev.since.unix_secs()) {
+            return;
+        }
+        let age = Duration::from_secs(unix_now().saturating_sub(prev.since.unix_secs()));
+        self.phase = Phase::Run {
+            pid: Pid::from_raw(prev.pid as i32),
+        };
+        self.since = prev.since;
+        self.started = now.checked_sub(age).unwrap_or(now);
+        self.paused = prev.paused;
+        self.got_term = prev.got_term;
+        self.want = match prev.want {
+            Want::Exit => Want::Down,
+            w => w,
+        };
+        self.adopted = Some(Adopted { pidfd });
+        super::say(format_args!(
+            "{}: took over pid {} (up {}s), left running by a previous supervisor",
+            self.label,
+            prev.pid,
+            age.as_secs()
+        ));
+        // A stop the killed supervisor had begun is finished: TERM again, KILL after the grace.
+        if prev.got_term && self.want != Want::Up {
+            self.stop(now);
+        }
+    }
+
+    /// The pid of a run taken over from a previous supervisor.
+    pub fn adopted_pid(&self) -> Option<u32> {
+        self.adopted.as_ref()?;
+        self.pid().map(|p| p.as_raw() as u32)
+    }
+
+    /// The pidfd to watch for the end of a run taken over.
+    pub fn adopted_fd(&self) -> Option<&OwnedFd> {
+        self.adopted.as_ref()?.pidfd.as_ref()
+    }
+
+    /// A run taken over ended.
+    pub fn adopted_ended(&mut self, now: Instant) -> Option<Pid> {
+        let pid = self.pid()?;
+        self.adopted = None;
+        self.child_exited(pid, Ended::UNKNOWN, now)
+    }
+
+    /// Gives a run taken over up: its group is ended and a run of our own starts after it
+    /// (its output goes where no logger can be given it any more).
+    pub fn abandon(&mut self, now: Instant, why: &str) {
+        let (Some(_), Phase::Run { pid }) = (self.adopted.take(), &self.phase) else {
+            return;
+        };
+        let pgid = *pid;
+        // A log gets time to read what its service wrote before it is told to stop.
+        let term_at = if self.is_log { now + self.grace } else { now };
+        self.phase = Phase::Drain {
+            pgid,
+            ended: None,
+            term_at: Some(term_at),
+            kill_at: term_at + self.grace,
+        };
+        self.note(&format!(
+            "ending process group {pgid} left by a previous supervisor: {why}"
+        ));
+        self.publish();
+    }
+
+    /// The pipes recorded in a log's notes (see `Extra::log_pipe`).
+    pub fn recorded_pipes(&self) -> (u64, u64) {
+        (self.extra.log_pipe, self.extra.capture_pipe)
+    }
+
+    pub fn record_pipes(&mut self, log_pipe: u64, capture_pipe: u64) {
+        if (self.extra.log_pipe, self.extra.capture_pipe) != (log_pipe, capture_pipe) {
+            self.extra.log_pipe = log_pipe;
+            self.extra.capture_pipe = capture_pipe;
+            self.save_extra();
+        }
     }
 
     pub fn control_fd(&self) -> &File {
@@ -607,6 +699,16 @@ impl Unit {
     /// Timers: a held-back restart, a stop that needs KILL, a group being ended.
     pub fn tick(&mut self, now: Instant) -> Option<Pid> {
         let mut spawned = None;
+        if let Some(Adopted { pidfd: None }) = self.adopted {
+            let alive = self
+                .pid()
+                .and_then(|p| procfs::stat(p.as_raw() as u32))
+                .is_some_and(|st| !st.is_zombie());
+            if !alive {
+                spawned = self.adopted_ended(now);
+                self.publish();
+            }
+        }
         if let Some(at) = self.restart_at {
             if now >= at && matches!(self.phase, Phase::Down) && self.want == Want::Up {
                 spawned = self.start(now);
@@ -675,10 +777,20 @@ impl Unit {
             ),
             _ => None,
         };
-        [self.restart_at, self.stop_kill_at, self.stop_at, drain]
-            .into_iter()
-            .flatten()
-            .min()
+        let look = match self.adopted {
+            Some(Adopted { pidfd: None }) => Some(Instant::now() + ADOPTED_POLL),
+            _ => None,
+        };
+        [
+            self.restart_at,
+            self.stop_kill_at,
+            self.stop_at,
+            drain,
+            look,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Reads and acts on every byte waiting in `supervise/control`.

@@ -522,42 +522,169 @@ fn second_svscan_is_refused_and_sigterm_leaves_nothing() {
     assert_eq!(run_in(&dir, "svok", &["a"]).status.code(), Some(100));
 }
 
+/// Consecutive `tick N` lines of one writer, none missing or repeated: the numbers seen.
+fn ticks_in(text: &str) -> Result<usize, String> {
+    // A line still being written is not counted yet.
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    let nums: Vec<u64> = whole
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .collect();
+    for (i, n) in nums.iter().enumerate() {
+        if *n != i as u64 + 1 {
+            return Err(format!("line {} says tick {n}", i + 1));
+        }
+    }
+    Ok(nums.len())
+}
+
 #[test]
-fn killed_svscan_then_new_one_makes_no_duplicates() {
+fn a_new_svscan_takes_over_what_a_killed_one_left_running() {
     let root = Root::new();
     let dir = scan_dir(&root);
+    // a: a group of two, logging; b: a steady writer; c: loses its logger while no supervisor
+    // runs; d: dies while no supervisor runs; e: has no log.
     write_exec(
         &dir.join("a/run"),
         "#!/bin/sh\nsleep 707.1 &\necho \"run $$\"\nexec sleep 707.2\n",
     );
-    write_exec(&dir.join("a/log/run"), "#!/bin/sh\nexec cat >> ../out\n");
+    write_exec(
+        &dir.join("b/run"),
+        "#!/bin/sh\ni=0\nwhile :; do i=$((i+1)); echo \"tick $i\"; sleep 0.002; done\n",
+    );
+    write_exec(
+        &dir.join("c/run"),
+        "#!/bin/sh\ntrap 'echo \"usr1 $$\"' USR1\necho \"run $$\"\nwhile :; do sleep 707.4 & wait $!; done\n",
+    );
+    write_exec(
+        &dir.join("d/run"),
+        "#!/bin/sh\necho \"run $$\"\nexec sleep 707.5\n",
+    );
+    write_exec(&dir.join("e/run"), "#!/bin/sh\nexec sleep 707.3\n");
+    for s in ["a", "b", "c", "d"] {
+        write_exec(
+            &dir.join(s).join("log/run"),
+            "#!/bin/sh\nexec cat >> ../out\n",
+        );
+    }
     let mut sv = Svscan::start(&dir);
-    wait_for(secs(10), "a's two sleeps", || {
-        pids_with("sleep 707.").len() == 2
+    wait_for(secs(10), "every service and log up", || {
+        ["a", "b", "c", "d", "e"]
+            .iter()
+            .all(|s| read_pid(&dir, s).is_some())
+            && ["a", "b", "c", "d"]
+                .iter()
+                .all(|s| read_pid(&dir.join(s), "log").is_some())
+            && pids_with("sleep 707.").len() == 5
     });
-    let old = read_pid(&dir, "a").unwrap();
-    let old_sleeps = pids_with("sleep 707.");
+    let before: Vec<(u32, Option<u32>)> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|s| (read_pid(&dir, s).unwrap(), read_pid(&dir.join(s), "log")))
+        .collect();
+    let sleeps = pids_with("sleep 707.");
+    let uptime = |s: &str| -> u64 {
+        let o = run_in(&dir, "sv", &["status", &format!("./{s}")]);
+        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        t.split(") ")
+            .nth(1)
+            .and_then(|r| r.split('s').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{t}"))
+    };
+    wait_for(secs(5), "a up for 2 s", || uptime("a") >= 2);
+
     sv.child.kill().unwrap();
     sv.child.wait().unwrap();
-    // Services outlive a killed supervisor...
-    assert_eq!(pids_with("sleep 707."), old_sleeps);
-    // ...and the next one ends them before starting its own: one generation, the new one.
+    // Services outlive a killed supervisor; meanwhile c's logger and d die.
+    assert_eq!(pids_with("sleep 707."), sleeps);
+    let (d_pid, _) = before[3];
+    let (_, c_log) = before[2];
+    signal(c_log.unwrap(), Signal::SIGKILL);
+    signal(d_pid, Signal::SIGKILL);
+    let gone = |pid: u32| {
+        fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |t| {
+            t.rsplit(") ").next().is_some_and(|r| r.starts_with('Z'))
+        })
+    };
+    wait_for(secs(5), "c's logger and d gone", || {
+        gone(c_log.unwrap()) && gone(d_pid)
+    });
+    let b_ticks = ticks_in(&fs::read_to_string(dir.join("b/out")).unwrap()).unwrap();
+
     let _sv2 = Svscan::start(&dir);
-    wait_for(secs(10), "a new pid for a", || {
-        read_pid(&dir, "a").is_some_and(|p| p != old)
+    // d was started again, and c's log: new pids.
+    wait_for(secs(10), "new runs for d and c's log", || {
+        read_pid(&dir, "d").is_some_and(|p| p != d_pid)
+            && read_pid(&dir.join("c"), "log").is_some_and(|p| Some(p) != c_log)
     });
-    wait_for(secs(5), "only the new generation of sleeps", || {
-        let now = pids_with("sleep 707.");
-        if now.len() == 2 && now.iter().all(|p| !old_sleeps.contains(p)) {
-            Ok(())
-        } else {
-            Err(format!("old {old_sleeps:?}, now {now:?}"))
+    // Everything else was taken over: the same processes, nothing started twice.
+    for (i, s) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        if *s != "d" {
+            assert_eq!(read_pid(&dir, s), Some(before[i].0), "{s}");
         }
+        // d's logger read to the end of its input when d was gone (nobody else held the pipe)
+        // and was started again with d.
+        if !matches!(*s, "c" | "d" | "e") {
+            assert_eq!(read_pid(&dir.join(s), "log"), before[i].1, "{s}/log");
+        }
+    }
+    let now_sleeps = pids_with("sleep 707.");
+    assert_eq!(now_sleeps.len(), 5, "{now_sleeps:?}");
+    assert!(
+        sleeps
+            .iter()
+            .filter(|&&p| p as u32 != d_pid)
+            .all(|p| now_sleeps.contains(p)),
+        "before {sleeps:?}, now {now_sleeps:?}"
+    );
+    // The uptime goes on from the first start, as sv and svstat read it.
+    assert!(uptime("a") >= 2, "a's uptime restarted");
+    let o = run_in(&dir, "svstat", &["a", "e"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .matches(": up (pid ")
+            .count()
+            == 2,
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        _sv2.output()
+            .contains(&format!("a: took over pid {}", before[0].0)),
+        "{}",
+        _sv2.output()
+    );
+
+    // c's output reaches its new logger through the pipe found again on c's stdout.
+    assert!(run_in(&dir, "sv", &["1", "./c"]).status.success());
+    let c_pid = before[2].0;
+    wait_for(secs(5), "c's line after the take-over in its log", || {
+        fs::read_to_string(dir.join("c/out")).is_ok_and(|t| t.contains(&format!("usr1 {c_pid}\n")))
     });
-    let new = read_pid(&dir, "a").unwrap();
-    wait_for(secs(5), "both runs in the log", || {
-        let text = fs::read_to_string(dir.join("a/out")).unwrap_or_default();
-        text.contains(&format!("run {old}\n")) && text.contains(&format!("run {new}\n"))
+    // Each run logged once, b's lines all there exactly once.
+    let a_out = fs::read_to_string(dir.join("a/out")).unwrap();
+    assert_eq!(a_out.matches("run ").count(), 1, "{a_out}");
+    wait_for(
+        secs(10),
+        "b's ticks going on across the take-over, each once",
+        || match ticks_in(&fs::read_to_string(dir.join("b/out")).unwrap_or_default()) {
+            Ok(n) if n > b_ticks + 200 => Ok(()),
+            Ok(n) => Err(format!("{n} ticks, {b_ticks} at the kill")),
+            Err(e) => Err(e),
+        },
+    );
+    let d_out = fs::read_to_string(dir.join("d/out")).unwrap();
+    assert_eq!(d_out.matches("run ").count(), 2, "{d_out}");
+
+    // The runs taken over are supervised as any other: a stop ends a's whole group, an end
+    // of e (not our child) is seen and e is started again.
+    assert!(run_in(&dir, "sv", &["down", "./a"]).status.success());
+    wait_for(secs(5), "a's group ended", || {
+        pids_with("sleep 707.1").is_empty() && pids_with("sleep 707.2").is_empty()
+    });
+    signal(before[4].0, Signal::SIGKILL);
+    wait_for(secs(5), "e started again", || {
+        read_pid(&dir, "e").is_some_and(|p| p != before[4].0)
     });
 }
 
