@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Throughput and peak memory of `approuter svlogd -tt` next to runit's `svlogd -tt`, fed through a
+# Throughput and peak memory of `approuter svlogd -tt` and the lean `approuter-svlogd -tt` (what
+# log/run execs) next to runit's `svlogd -tt`, fed through a
 # pipe as runsv feeds them. Not a test: run it by hand on a quiet machine and record the table in
 # docs/benchmarks.md. Knobs: RUNS (default 3), SHORT (lines, 1000000), LONG (lines, 20000),
 # LONG_SIZE (bytes per long line, 8192).
@@ -56,5 +57,7 @@ printf '| %-30s | %-26s | %10s | %14s |\n' "logger" "input" "lines/s" "peak RSS 
 printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..32})" "$(printf -- '-%.0s' {1..28})" "$(printf -- '-%.0s' {1..11}):" "$(printf -- '-%.0s' {1..15}):"
 row "runit svlogd -tt" "$short_desc" "$(run "$work/short" "$short" svlogd -tt)"
 row "approuter svlogd -tt" "$short_desc" "$(run "$work/short" "$short" "$exe" svlogd -tt)"
+row "approuter-svlogd -tt" "$short_desc" "$(run "$work/short" "$short" "$exe-svlogd" -tt)"
 row "runit svlogd -tt -l 10000" "$long_desc" "$(run "$work/long" "$long" svlogd -tt -l 10000 -b 16384)"
 row "approuter svlogd -tt -l 10000" "$long_desc" "$(run "$work/long" "$long" "$exe" svlogd -tt -l 10000 -b 16384)"
+row "approuter-svlogd -tt -l 10000" "$long_desc" "$(run "$work/long" "$long" "$exe-svlogd" -tt -l 10000 -b 16384)"

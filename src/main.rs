@@ -154,8 +154,13 @@ enum Cmd {
         #[arg(long, value_name = "SECS", default_value_t = 10)]
         grace: u64,
     },
-    /// Append stdin to svlogd-style log directories, as runit's svlogd does (every log/run uses it)
-    Svlogd(svlogd::Args),
+    /// Append stdin to svlogd-style log directories, as runit's svlogd does (every log/run uses it; `approuter svlogd --help` for its options)
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Svlogd {
+        /// runit svlogd's options and the log directories, parsed by the logger itself (src/svlogd/args.rs)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Start an instance's program with its defined environment (every instance's run uses it)
     #[command(hide = true)]
     InstanceExec(cmd::instance_exec::Args),
@@ -173,7 +178,7 @@ fn main() -> ExitCode {
     // them: libgit2 would refuse them as "not owned by the current user". approuter opens only
     // its own checkouts (and checks each, ext/git.rs). Not for the supervisor and the loggers:
     // setting it initializes libgit2 and OpenSSL, megabytes a logger never uses.
-    if !matches!(cli.command, Cmd::Svscan { .. } | Cmd::Svlogd(_)) {
+    if !matches!(cli.command, Cmd::Svscan { .. } | Cmd::Svlogd { .. }) {
         // SAFETY: set once, before any other thread exists or any repository is opened.
         let _ = unsafe { git2::opts::set_verify_owner_validation(false) };
     }
@@ -215,7 +220,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     if !matches!(
         cli.command,
-        Cmd::Init { .. } | Cmd::Demo | Cmd::Svscan { .. } | Cmd::Svlogd(_) | Cmd::InstanceExec(_)
+        Cmd::Init { .. } | Cmd::Demo | Cmd::Svscan { .. } | Cmd::Svlogd { .. } | Cmd::InstanceExec(_)
     ) {
         cmd::require_here(&layout)?;
     }
@@ -322,7 +327,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::from(code as u8))
         }
-        Cmd::Svlogd(args) => svlogd::main(args),
+        Cmd::Svlogd { args } => Ok(svlogd::cli("approuter svlogd", args)),
         Cmd::InstanceExec(args) => cmd::instance_exec::run(&layout, args),
     }
 }

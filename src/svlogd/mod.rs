@@ -1,5 +1,6 @@
 //! svlogd log directories, written and read: `approuter svlogd` appends its input line by line to `current` (on disk exactly as runit's svlogd), and `reader` reads them back.
 
+pub mod args;
 mod config;
 mod dir;
 mod files;
@@ -7,7 +8,6 @@ pub mod reader;
 mod stamp;
 
 use anyhow::{bail, Context, Result};
-use clap::ArgAction;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -30,34 +30,28 @@ pub fn current_file(dir: &Path) -> PathBuf {
     dir.join(files::CURRENT)
 }
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// Timestamp lines: -t TAI64N (@4000…, for tai64nlocal), -tt UTC YYYY-MM-DD_HH:MM:SS.xxxxx, -ttt ISO 8601
-    #[arg(short = 't', action = ArgAction::Count)]
-    timestamps: u8,
-    /// Say on stderr what is done to each directory (open, rotate, delete, close)
-    #[arg(short = 'v', action = ArgAction::Count)]
-    verbose: u8,
-    /// Line length: patterns see a line's first LEN bytes, and current is rotated after a line ending within LEN bytes of its size limit (0: 1000)
-    #[arg(short = 'l', value_name = "LEN", default_value_t = 1000)]
-    len: usize,
-    /// Accepted for runit compatibility and ignored: buffers are sized automatically
-    #[arg(short = 'b', value_name = "BUFLEN")]
-    buflen: Option<usize>,
-    /// Replace non-printable characters in lines with C
-    #[arg(short = 'r', value_name = "C")]
-    replace: Option<char>,
-    /// Also replace these characters (with C, or `_` without -r)
-    #[arg(short = 'R', value_name = "XYZ")]
-    replace_also: Option<String>,
-    /// When another logger holds a directory, wait for it (holding the newest input, as for a
-    /// directory that cannot be written) rather than leave it out: for overlapping writers
-    /// such as cron's syncs. Not a runit option
-    #[arg(long = "wait-lock")]
-    wait_lock: bool,
-    /// Log directories (they must exist); each gets every line its config selects
-    #[arg(value_name = "DIR", required = true)]
-    dirs: Vec<PathBuf>,
+pub use args::Args;
+
+/// The logger's whole command line, for both binaries: `prog` names it in messages. A bad
+/// command line gets one line, exit 111 as runit's svlogd.
+pub fn cli(prog: &str, argv: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    match args::parse(argv) {
+        Ok(args::Parsed::Print(text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{prog}: error: {e} ({prog} --help lists the options)");
+            ExitCode::from(111)
+        }
+        Ok(args::Parsed::Run(args)) => match main(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{prog}: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
 }
 
 /// Large reads keep the per-line cost low; a pipe rarely holds more than 64 KiB anyway.
@@ -155,6 +149,11 @@ struct Input {
     peek: Option<(OwnedFd, OwnedFd)>,
     /// Bytes at the head of the input pipe already handled (an unfinished line).
     held: usize,
+    /// Where handled bytes are taken off the pipe to: /dev/null through splice(2), so they are
+    /// not copied again and no buffer of ours is dirtied for them (a thousand idle loggers).
+    sink: Option<std::fs::File>,
+    /// Only if splice to /dev/null is refused: a buffer to read them into instead.
+    scratch: Vec<u8>,
 }
 
 /// The most of an unfinished line left on the pipe: past it, the line is taken off.
@@ -171,7 +170,18 @@ impl Input {
                     .ok()
             })
             .flatten();
-        Input { peek, held: 0 }
+        let sink = peek.as_ref().and_then(|_| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .ok()
+        });
+        Input {
+            peek,
+            held: 0,
+            sink,
+            scratch: Vec::new(),
+        }
     }
 
     /// Reads what is new into `buf`: Ok(Some(range)) of `buf` to handle, Ok(None) at end of
@@ -204,7 +214,7 @@ impl Input {
         }
         if got <= self.held {
             // Only the unfinished line is there: take it off, or poll would never sleep.
-            self.consume(input, buf, self.held);
+            self.consume(input, self.held);
             self.held = 0;
             return Err(Errno::EAGAIN);
         }
@@ -213,33 +223,57 @@ impl Input {
 
     /// Takes off the pipe what `handled` (the new bytes just handled) let go of: everything up
     /// to its last newline, keeping an unfinished line on the pipe.
-    fn commit(&mut self, input: BorrowedFd, handled: &[u8], scratch: &mut [u8]) {
+    fn commit(&mut self, input: BorrowedFd, handled: &[u8]) {
         if self.peek.is_none() {
             return;
         }
         match memchr::memrchr(b'\n', handled) {
             Some(i) => {
                 let done = self.held + i + 1;
-                self.consume(input, scratch, done);
+                self.consume(input, done);
                 self.held = handled.len() - i - 1;
             }
             None => self.held += handled.len(),
         }
         if self.held > HOLD_MAX {
-            self.release(input, scratch);
+            self.release(input);
         }
     }
 
     /// Takes the unfinished line off the pipe (when the logger stops, or it grew too long).
-    fn release(&mut self, input: BorrowedFd, scratch: &mut [u8]) {
+    fn release(&mut self, input: BorrowedFd) {
         let held = std::mem::take(&mut self.held);
-        self.consume(input, scratch, held);
+        self.consume(input, held);
     }
 
-    fn consume(&self, input: BorrowedFd, scratch: &mut [u8], mut n: usize) {
+    /// Takes `n` bytes off the input pipe.
+    fn consume(&mut self, input: BorrowedFd, mut n: usize) {
+        if let Some(sink) = &self.sink {
+            while n > 0 {
+                match nix::fcntl::splice(
+                    input,
+                    None,
+                    sink,
+                    None,
+                    n,
+                    nix::fcntl::SpliceFFlags::empty(),
+                ) {
+                    Ok(0) => return,
+                    Ok(k) => n -= k,
+                    Err(Errno::EINTR) => {}
+                    Err(_) => {
+                        self.sink = None;
+                        break;
+                    }
+                }
+            }
+        }
+        if n > 0 && self.scratch.is_empty() {
+            self.scratch = vec![0u8; 64 * 1024];
+        }
         while n > 0 {
-            let want = n.min(scratch.len());
-            match nix::unistd::read(input, &mut scratch[..want]) {
+            let want = n.min(self.scratch.len());
+            match nix::unistd::read(input, &mut self.scratch[..want]) {
                 Ok(0) => break,
                 Ok(k) => n -= k,
                 Err(Errno::EINTR) => {}
@@ -276,7 +310,6 @@ impl Logger {
         let input = stdin.as_fd();
         let mut source = Input::new(input);
         let mut buf = vec![0u8; READ_SIZE];
-        let mut scratch = vec![0u8; 64 * 1024];
         let mut reading = true;
         // Set when input ended or SIGTERM came: the moment draining began.
         let mut stopped: Option<Instant> = None;
@@ -350,7 +383,7 @@ impl Logger {
             let now = Instant::now();
             if !reading && stopped.is_none() {
                 // What is held of an unfinished line is written below: take it off the pipe.
-                source.release(input, &mut scratch);
+                source.release(input);
                 // Unlike svlogd, which drops it, an unfinished last line is written, ended.
                 self.continue_line(&[], true);
                 stopped = Some(now);
@@ -360,7 +393,7 @@ impl Logger {
             }
             // Only now, with what was read written (or queued), is it taken off the pipe.
             if let Some(range) = handled {
-                source.commit(input, &buf[range], &mut scratch);
+                source.commit(input, &buf[range]);
             }
             if let Some(s) = stopped {
                 let drained = self.dirs.iter().all(|d| d.unwritten() == 0);
