@@ -13,6 +13,9 @@ pub const REPO_CONF: &str = "repo.conf";
 pub const ALTERNATES_CONF: &str = "alternates.conf";
 pub const PROD_BRANCH: &str = "prod_branch";
 pub const SETTINGS_TOML: &str = "approuter.toml";
+/// Directories of nginx snippets under `managed/etc/`, included at the `http` and `server` levels.
+pub const HTTP_SNIPPETS: &str = "nginx/http.d";
+pub const SERVER_SNIPPETS: &str = "nginx/server.d";
 
 /// Longest instance name accepted: it becomes a directory, a cookie value and an nginx map key.
 pub const MAX_NAME_LEN: usize = 100;
@@ -23,6 +26,22 @@ pub struct Config {
     pub alternates: Vec<Alternate>,
     pub prod_branch: Option<String>,
     pub settings: Settings,
+    pub snippets: Snippets,
+}
+
+/// nginx configuration the operator adds without rebuilding: every `*.conf` of
+/// `managed/etc/nginx/http.d/` (in the `http` block) and `server.d/` (in the `server` block),
+/// each level's files in name order. Checked with `nginx -t` with the rest before any reload.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snippets {
+    pub http: Vec<Snippet>,
+    pub server: Vec<Snippet>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snippet {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 /// One line of `alternates.conf`: the branch and the instance name it runs under.
@@ -62,6 +81,36 @@ pub struct Settings {
     pub trusted_proxies: Vec<String>,
     /// How long a hook may run before it is killed, with every process it started.
     pub hook_timeout_secs: u64,
+    /// nginx's `client_max_body_size`: the largest request body (`50m`; `0`: no limit).
+    pub client_max_body_size: String,
+    /// How long nginx waits for an instance to send (read timeout) or take (send timeout) the
+    /// next bytes of an answer or a body; an upgraded connection (WebSocket) idle that long is
+    /// closed.
+    pub proxy_read_timeout_secs: u64,
+    pub proxy_send_timeout_secs: u64,
+    /// How long an idle client connection is kept open.
+    pub keepalive_timeout_secs: u64,
+    /// Compress text answers (HTML, CSS, JavaScript, JSON, XML, SVG) for clients that accept it.
+    pub gzip: bool,
+    /// Run once per commit in each checkout, before its instance starts (install dependencies,
+    /// build assets, migrate): a shell command line, run by `sh -c` in the checkout as the
+    /// instance's user with its environment.
+    pub release_command: Option<String>,
+    /// How long the release command may run before it is killed and the start fails.
+    pub release_timeout_secs: u64,
+}
+
+impl Settings {
+    /// How long an instance may take from its start until it answers its health path: with a
+    /// release command, the release's time limit on top of the health timeout.
+    pub fn start_timeout(&self) -> std::time::Duration {
+        let release = if self.release_command.is_some() {
+            self.release_timeout_secs
+        } else {
+            0
+        };
+        std::time::Duration::from_secs(self.health_timeout_secs + release)
+    }
 }
 
 /// The `PATH` instances get unless `path` says otherwise: the system's, as Debian's login sets it.
@@ -86,6 +135,13 @@ impl Default for Settings {
             lang: "C.UTF-8".into(),
             trusted_proxies: Vec::new(),
             hook_timeout_secs: 30,
+            client_max_body_size: "50m".into(),
+            proxy_read_timeout_secs: 240,
+            proxy_send_timeout_secs: 240,
+            keepalive_timeout_secs: 75,
+            gzip: true,
+            release_command: None,
+            release_timeout_secs: 600,
         }
     }
 }
@@ -126,13 +182,49 @@ impl Config {
             crate::envfile::read(&path)?;
         }
 
+        let snippets = Snippets {
+            http: read_snippets(&layout.etc_file(HTTP_SNIPPETS))?,
+            server: read_snippets(&layout.etc_file(SERVER_SNIPPETS))?,
+        };
+
         Ok(Config {
             repo,
             alternates,
             prod_branch,
             settings,
+            snippets,
         })
     }
+}
+
+/// Every `*.conf` file of `dir`, by name; none when the directory does not exist.
+fn read_snippets(dir: &Path) -> Result<Vec<Snippet>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot list", dir.display())),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("{}: cannot list", dir.display()))?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "conf") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "{}: cannot read (an nginx snippet must be UTF-8 text)",
+                    path.display()
+                )
+            })?;
+            Ok(Snippet { path, text })
+        })
+        .collect()
 }
 
 /// The meaningful lines of a line-based file: (line number, text), comments and blanks dropped,
@@ -356,6 +448,15 @@ fn is_address_or_network(text: &str) -> bool {
     len.is_none_or(|l| l.parse::<u8>().is_ok_and(|l| l <= max) && !l.starts_with('+'))
 }
 
+/// A size as nginx reads it: digits, then at most one of k, m, g (either case).
+fn is_nginx_size(text: &str) -> bool {
+    let digits = text.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']);
+    text.len() - digits.len() <= 1
+        && !digits.is_empty()
+        && digits.len() <= 12
+        && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Semantic checks that serde cannot express; each names the key at fault.
 fn check_settings(s: &Settings) -> std::result::Result<(), (&'static str, String)> {
     if s.listen_port == 0 {
@@ -390,6 +491,35 @@ fn check_settings(s: &Settings) -> std::result::Result<(), (&'static str, String
     }
     if s.hook_timeout_secs == 0 {
         return Err(("hook_timeout_secs", "must be at least 1".into()));
+    }
+    for (key, v) in [
+        ("proxy_read_timeout_secs", s.proxy_read_timeout_secs),
+        ("proxy_send_timeout_secs", s.proxy_send_timeout_secs),
+        ("keepalive_timeout_secs", s.keepalive_timeout_secs),
+    ] {
+        if v == 0 {
+            return Err((key, "must be at least 1".into()));
+        }
+    }
+    if s.release_timeout_secs == 0 {
+        return Err(("release_timeout_secs", "must be at least 1".into()));
+    }
+    if let Some(cmd) = &s.release_command {
+        if cmd.trim().is_empty() || cmd.chars().any(|c| c.is_control()) {
+            return Err((
+                "release_command",
+                "must be one line of shell, e.g. \"./release\" (leave the key out for none)".into(),
+            ));
+        }
+    }
+    if !is_nginx_size(&s.client_max_body_size) {
+        return Err((
+            "client_max_body_size",
+            format!(
+                "`{}` is not a size: write a number of bytes with an optional k, m or g (\"50m\"), or \"0\" for no limit",
+                s.client_max_body_size
+            ),
+        ));
     }
     if s.health_timeout_secs == 0 {
         return Err(("health_timeout_secs", "must be at least 1".into()));
@@ -500,7 +630,14 @@ pub fn initial_files(
              # path = \"{}\"\n\
              # lang = \"{}\"\n\
              # trusted_proxies = [\"127.0.0.1\"]   # proxies whose X-Forwarded-For/-Proto are believed\n\
-             # hook_timeout_secs = {}\n",
+             # hook_timeout_secs = {}\n\
+             # client_max_body_size = \"{}\"   # the largest request body nginx takes\n\
+             # proxy_read_timeout_secs = {}   # a slow answer, an idle WebSocket\n\
+             # proxy_send_timeout_secs = {}\n\
+             # keepalive_timeout_secs = {}\n\
+             # gzip = {}\n\
+             # release_command = \"./release\"   # once per commit in each checkout, before it starts\n\
+             # release_timeout_secs = {}\n",
             d.listen_port,
             d.prod_ports[0],
             d.prod_ports[1],
@@ -514,6 +651,12 @@ pub fn initial_files(
             d.path,
             d.lang,
             d.hook_timeout_secs,
+            d.client_max_body_size,
+            d.proxy_read_timeout_secs,
+            d.proxy_send_timeout_secs,
+            d.keepalive_timeout_secs,
+            d.gzip,
+            d.release_timeout_secs,
         ),
     ));
     files
@@ -641,6 +784,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.trusted_proxies.len(), 4);
+        let s = parse_settings(
+            path,
+            "client_max_body_size = \"0\"\nproxy_read_timeout_secs = 3600\ngzip = false\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.client_max_body_size.as_str(),
+                s.proxy_read_timeout_secs,
+                s.gzip
+            ),
+            ("0", 3600, false)
+        );
+        for ok in ["1", "50m", "2G", "512k", "1024"] {
+            assert!(is_nginx_size(ok), "{ok}");
+        }
         for (text, want) in [
             (
                 "listen_prot = 1\n",
@@ -668,6 +827,26 @@ mod tests {
                 "key `trusted_proxies`",
             ),
             ("trusted_proxies = [\"all\"]\n", "key `trusted_proxies`"),
+            (
+                "\nclient_max_body_size = \"50 MB\"\n",
+                "approuter.toml:2: key `client_max_body_size`: `50 MB` is not a size",
+            ),
+            ("client_max_body_size = 50\n", "key `client_max_body_size`"),
+            ("client_max_body_size = \"1mk\"\n", "is not a size"),
+            (
+                "proxy_read_timeout_secs = 0\n",
+                "key `proxy_read_timeout_secs`: must be at least 1",
+            ),
+            (
+                "keepalive_timeout_secs = -1\n",
+                "key `keepalive_timeout_secs`",
+            ),
+            ("gzip = \"yes\"\n", "key `gzip`"),
+            (
+                "release_command = \"\"\n",
+                "approuter.toml:1: key `release_command`: must be one line of shell",
+            ),
+            ("release_timeout_secs = 0\n", "key `release_timeout_secs`"),
         ] {
             let err = parse_settings(path, text).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");

@@ -93,6 +93,11 @@ impl Layout {
     pub fn nginx_conf(&self) -> PathBuf {
         self.nginx_dir().join("nginx.conf")
     }
+    /// The operator's snippets of one level (`http`, `server`), gathered in one file that
+    /// nginx.conf includes by this name (relative: it sits beside nginx.conf).
+    pub fn nginx_snippets(&self, level: &str) -> PathBuf {
+        self.nginx_dir().join(format!("snippets-{level}.conf"))
+    }
     /// The symlink naming the active production instance (`slots/instance2`), which nginx
     /// follows on every request.
     pub fn nginx_active(&self) -> PathBuf {

@@ -158,7 +158,11 @@ enum Cmd {
     #[command(disable_help_flag = true, disable_version_flag = true)]
     Svlogd {
         /// runit svlogd's options and the log directories, parsed by the logger itself (src/svlogd/args.rs)
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
         args: Vec<std::ffi::OsString>,
     },
     /// Start an instance's program with its defined environment (every instance's run uses it)
@@ -220,7 +224,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     if !matches!(
         cli.command,
-        Cmd::Init { .. } | Cmd::Demo | Cmd::Svscan { .. } | Cmd::Svlogd { .. } | Cmd::InstanceExec(_)
+        Cmd::Init { .. }
+            | Cmd::Demo
+            | Cmd::Svscan { .. }
+            | Cmd::Svlogd { .. }
+            | Cmd::InstanceExec(_)
     ) {
         cmd::require_here(&layout)?;
     }

@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{Config, Settings};
+use crate::config::{Config, Settings, Snippets};
 use crate::layout;
 
 /// One of the two production instances.
@@ -73,6 +73,8 @@ pub struct Plan {
     /// The ports to remember: every alternate's, and the production instances' (which move one
     /// at a time when `prod_ports` changes, so may differ from it for a while).
     pub ports: BTreeMap<String, u16>,
+    /// The operator's nginx snippets, included as they are.
+    pub snippets: Snippets,
 }
 
 /// The service that runs nginx; its name is reserved for it.
@@ -146,6 +148,7 @@ impl Plan {
             active,
             prod_branch: config.prod_branch.clone(),
             ports,
+            snippets: config.snippets.clone(),
         })
     }
 
@@ -322,6 +325,7 @@ mod tests {
                 .collect(),
             prod_branch: None,
             settings: Settings::default(),
+            snippets: Default::default(),
         };
         let before: BTreeMap<String, u16> = [("old".to_string(), 10051)].into();
         let plan = Plan::new(
@@ -345,6 +349,7 @@ mod tests {
                 prod_ports: [9061, 9062],
                 ..Settings::default()
             },
+            snippets: Default::default(),
         };
         let before: BTreeMap<String, u16> = [
             ("instance1".to_string(), 9051),

@@ -245,6 +245,80 @@ pub fn save_failed(layout: &Layout, failed: Option<&Failed>) -> Result<()> {
     }
 }
 
+/// The last run of the release command in an instance's checkout: written by the instance's
+/// `instance-exec` (as root, before it becomes the instance's user), read by `status -l` and
+/// `sync -v`, and consulted so that the release runs once per commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    pub commit: String,
+    /// The command line that ran: another one runs again, for the same commit.
+    pub command: String,
+    /// Unix time it started.
+    pub started: u64,
+    pub secs: f64,
+    /// `ok`, `exit 3`, `signal 9`, `timed out after 600s`.
+    pub result: String,
+}
+
+impl Release {
+    pub fn ok(&self) -> bool {
+        self.result == "ok"
+    }
+
+    /// `ok for 1a2b3c4 at 2026-11-22 16:04:05 UTC, took 3.2s`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} for {} at {}, took {:.1}s",
+            self.result,
+            &self.commit[..self.commit.len().min(7)],
+            crate::util::tai64::utc_string(self.started),
+            self.secs
+        )
+    }
+}
+
+fn release_file(name: &str) -> String {
+    format!("release-{name}")
+}
+
+pub fn load_release(layout: &Layout, name: &str) -> Option<Release> {
+    let text = read_optional(&layout.state_file(&release_file(name))).ok()??;
+    let mut r = Release {
+        commit: String::new(),
+        command: String::new(),
+        started: 0,
+        secs: 0.0,
+        result: String::new(),
+    };
+    for line in text.lines() {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "commit" => r.commit = value.to_string(),
+            "command" => r.command = value.to_string(),
+            "started" => r.started = value.parse().unwrap_or(0),
+            "secs" => r.secs = value.parse().unwrap_or(0.0),
+            "result" => r.result = value.to_string(),
+            _ => {}
+        }
+    }
+    (!r.commit.is_empty()).then_some(r)
+}
+
+pub fn save_release(layout: &Layout, name: &str, r: &Release) -> Result<()> {
+    save(
+        layout,
+        &release_file(name),
+        &format!(
+            "commit {}\ncommand {}\nstarted {}\nsecs {:.3}\nresult {}\n",
+            r.commit,
+            r.command.replace(['\n', '\r'], " "),
+            r.started,
+            r.secs,
+            r.result
+        ),
+    )
+}
+
 /// The preview key, if one was made.
 pub fn load_preview_key(layout: &Layout) -> Result<Option<String>> {
     let text = read_optional(&layout.state_file(PREVIEW_KEY))?;

@@ -57,7 +57,7 @@ fn start_services(layout: &Layout, names: &[String]) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(plan.settings.health_timeout_secs);
+    let deadline = Instant::now() + plan.settings.start_timeout();
     let targets: Vec<health::Target> = names
         .iter()
         .filter_map(|n| {

@@ -165,6 +165,9 @@ struct Detail {
     /// Something other than the instance's own processes listens on its port.
     #[serde(skip_serializing_if = "Option::is_none")]
     foreign_listener: Option<String>,
+    /// The last run of the release command in its checkout (`ok for 1a2b3c4 at ..., took 3.2s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<String>,
 }
 
 impl Detail {
@@ -192,6 +195,7 @@ impl Detail {
                     role: Some(role),
                     held,
                     foreign_listener,
+                    release: state::load_release(layout, &inst.name).map(|r| r.describe()),
                 }
             }
             None if name == NGINX => Detail {
@@ -220,6 +224,9 @@ impl Detail {
         }
         if let Some(h) = &self.held {
             parts.push(h.clone());
+        }
+        if let Some(r) = &self.release {
+            parts.push(format!("release {r}"));
         }
         if let Some(w) = &self.foreign_listener {
             parts.push(format!("FOREIGN LISTENER on its port: {w}"));

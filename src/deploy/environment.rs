@@ -281,7 +281,7 @@ pub fn wait_until_healthy(
     on_healthy: &(dyn Fn(&str, Duration) + Sync),
 ) -> Vec<NotHealthy> {
     let begin = Instant::now();
-    let timeout = Duration::from_secs(plan.settings.health_timeout_secs);
+    let timeout = plan.settings.start_timeout();
     let deadline = begin + timeout;
     let names: Vec<&str> = plan.service_names();
     poll::holds(timeout, poll::EVERY, || {

@@ -52,10 +52,12 @@ impl Changes {
     }
 }
 
-/// Renders and checks everything, then writes what differs from disk.
+/// Renders and checks everything, then writes what differs from disk; when the supervisor
+/// runs, it and nginx are told (see [`regenerate_plan`]): a configuration written but not
+/// loaded would otherwise stay unloaded, since the next sync finds nothing to write.
 pub fn generate(layout: &Layout) -> Result<(Plan, Changes)> {
     let (config, plan) = load_plan(layout)?;
-    let changes = generate_plan(layout, &config, &plan)?;
+    let changes = regenerate_plan(layout, &config, &plan)?;
     Ok((plan, changes))
 }
 
@@ -76,7 +78,7 @@ fn write_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> 
     let host = Host::detect(config)?;
     let key = state::preview_key(layout, false)?;
     let files = render::render(plan, layout, &host, &key)?;
-    check_nginx(layout, &host, &files)?;
+    check_nginx(layout, plan, &host, &files)?;
     // nginx chooses production by the `active` link: it must exist before an nginx.conf that
     // reads it (an installation from before the link recorded its choice in state/active).
     state::save_active(layout, plan.active)?;
@@ -91,7 +93,7 @@ pub fn preview(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes>
     // Without a key yet, any stands in: nginx.conf changes either way when one is made.
     let key = state::load_preview_key(layout)?.unwrap_or_else(|| "0".repeat(32));
     let files = render::render(plan, layout, &host, &key)?;
-    check_nginx(layout, &host, &files)?;
+    check_nginx(layout, plan, &host, &files)?;
     let mut changes = Changes::default();
     let mut services: BTreeMap<&str, bool> = BTreeMap::new();
     for f in &files {
@@ -151,13 +153,45 @@ pub fn reload_nginx(layout: &Layout) -> Result<bool> {
     )
 }
 
-fn check_nginx(layout: &Layout, host: &Host, files: &[OutFile]) -> Result<()> {
+fn check_nginx(layout: &Layout, plan: &Plan, host: &Host, files: &[OutFile]) -> Result<()> {
     let nginx_files: Vec<OutFile> = files
         .iter()
         .filter(|f| f.owner == Owner::Nginx)
         .cloned()
         .collect();
     nginx::check(&host.nginx_cmd, &nginx_files, &layout.nginx_dir())
+        .map_err(|e| in_snippet(layout, plan, e))
+}
+
+/// An `nginx -t` error in an operator's snippet names the snippet and its line, not the file
+/// the snippets are gathered in, and says that nothing was loaded.
+fn in_snippet(layout: &Layout, plan: &Plan, e: anyhow::Error) -> anyhow::Error {
+    let msg = format!("{e:#}");
+    for (level, snippets) in [
+        ("http", &plan.snippets.http),
+        ("server", &plan.snippets.server),
+    ] {
+        let gathered = format!("{}:", layout.nginx_snippets(level).display());
+        let Some(at) = msg.find(&gathered) else {
+            continue;
+        };
+        let rest = &msg[at + gathered.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let Some((path, line)) = digits
+            .parse()
+            .ok()
+            .and_then(|n| render::snippet_line(snippets, n))
+        else {
+            continue;
+        };
+        return anyhow::anyhow!(
+            "{}{}:{line}{}; fix or remove that snippet and run `approuter generate` (nothing was loaded: nginx runs the configuration it had)",
+            &msg[..at],
+            path.display(),
+            &rest[digits.len()..]
+        );
+    }
+    e
 }
 
 fn write_if_changed(f: &OutFile) -> Result<bool> {

@@ -116,7 +116,10 @@ mod tests {
 
     #[test]
     fn options_as_runit_svlogd_takes_them() {
-        let a = run(&["-tt", "-v", "-l100", "-b", "2048", "-r", "#", "-R/:", "a", "b"]).unwrap();
+        let a = run(&[
+            "-tt", "-v", "-l100", "-b", "2048", "-r", "#", "-R/:", "a", "b",
+        ])
+        .unwrap();
         assert_eq!(
             a,
             Args {
@@ -144,7 +147,10 @@ mod tests {
         for (args, says) in [
             (&["-tt"][..], "no log directory given"),
             (&["-x", "d"][..], "invalid option '-x'"),
-            (&["-l", "many", "d"][..], "-l must be a number of bytes, not \"many\""),
+            (
+                &["-l", "many", "d"][..],
+                "-l must be a number of bytes, not \"many\"",
+            ),
             (&["-r", "ab", "d"][..], "-r takes one character, not \"ab\""),
             (&["-l"][..], "missing argument for option '-l'"),
             (&["--nope", "d"][..], "invalid option '--nope'"),

@@ -144,7 +144,7 @@ impl Resp {
     }
 }
 
-fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Resp>> {
+pub fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Resp>> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
         return Ok(None);

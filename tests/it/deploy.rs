@@ -392,3 +392,132 @@ fn sync_fails_while_production_does_not_answer() {
         out(&o)
     );
 }
+
+/// The release command: once per commit in each checkout, before the instance starts, as its
+/// user with its environment, its output in the instance's log; not again on a crash restart;
+/// a failing or overlong release fails the deploy as a failed health check does.
+#[test]
+fn the_release_command_runs_once_per_commit_and_a_failing_one_fails_the_deploy() {
+    let root = Root::new();
+    let repo = AppRepo::new(&root);
+    let v1 = repo.commit(
+        "main",
+        &[(
+            "release",
+            "echo \"release for $APPROUTER_COMMIT as $(id -un) for $APPROUTER_INSTANCE on $PORT\"\nsleep \"$(cat RELEASE_SLEEP 2>/dev/null || echo 0)\"\necho built > BUILT\nexit \"$(cat RELEASE_EXIT 2>/dev/null || echo 0)\"",
+        )],
+        "a release step",
+    );
+    let beta = repo.commit(
+        "beta",
+        &[("release", "echo \"release for $APPROUTER_COMMIT\"")],
+        "beta release",
+    );
+    let ports = configure(&root, &repo.url(), &["beta"], 30);
+    root.edit_etc("approuter.toml", |t| {
+        format!("{t}release_command = \"sh ./release\"\nrelease_timeout_secs = 5\n")
+    });
+    cmd_ok(&root, &["start"]);
+    let log = |svc: &str| fs::read_to_string(root.var(&format!("log/{svc}/current"))).unwrap();
+    let releases =
+        |svc: &str, commit: &str| log(svc).matches(&format!("release for {commit}")).count();
+    let me = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for (svc, port) in [("instance1", ports.prod[0]), ("instance2", ports.prod[1])] {
+        assert_eq!(releases(svc, &v1), 1, "{}", log(svc));
+        assert!(
+            log(svc).contains(&format!(
+                "release for {v1} as {} for {svc} on {port}",
+                me.trim()
+            )),
+            "{}",
+            log(svc)
+        );
+        assert!(root.managed().join(format!("prod/{svc}/BUILT")).exists());
+    }
+    assert_eq!(releases("beta", &beta), 1, "{}", log("beta"));
+    let long = cmd_ok(&root, &["status", "-l", "instance1"]);
+    assert!(
+        long.contains(&format!("release ok for {}", &v1[..7])),
+        "{long}"
+    );
+
+    // A crash restart does not run it again.
+    let old = pid(&root, "instance1").unwrap();
+    crate::util::signal(old, Signal::SIGKILL);
+    wait_for(secs(20), "instance1 to run again and answer", || {
+        pid(&root, "instance1").is_some_and(|p| p != old)
+            && get(ports.prod[0], "/diagnostic", None).is_ok_and(|r| r.status == 200)
+    });
+    assert_eq!(releases("instance1", &v1), 1, "{}", log("instance1"));
+
+    // A new commit: released on the inactive instance before it starts, then live.
+    let v2 = repo.commit("main", &[("VERSION", "2")], "v2");
+    let text = sync_ok(&root, &["-v"]);
+    assert_eq!(releases("instance2", &v2), 1, "{}", log("instance2"));
+    assert_eq!(page(ports.listen, None), ("2".into(), "instance2".into()));
+    assert!(
+        text.contains(&format!("-> {} on instance2, released in ", &v2[..7])),
+        "{text}"
+    );
+    let text = sync_ok(&root, &["-v"]);
+    assert!(
+        text.contains(&format!("instance2: last release ok for {}", &v2[..7])),
+        "{text}"
+    );
+
+    // A failing release: the deploy fails, production stays, the reason is in the report.
+    let v3 = repo.commit("main", &[("VERSION", "3"), ("RELEASE_EXIT", "3")], "v3");
+    let o = sync(&root, &[]);
+    assert!(!o.status.success(), "{}", out(&o));
+    let text = out(&o);
+    assert!(
+        text.contains(&format!(
+            "commit {} of main is not healthy on instance1",
+            &v3[..7]
+        )) && text.contains(&format!("release exit 3 for {}", &v3[..7])),
+        "{text}"
+    );
+    assert_eq!(page(ports.listen, None), ("2".into(), "instance2".into()));
+    // The rollback target was put back (its checkout changed: released again) and answers.
+    assert!(
+        get(ports.prod[0], "/", None).is_ok_and(|r| r.header("x-app-version") == Some("1")),
+        "{text}"
+    );
+    let long = cmd_ok(&root, &["status", "-l", "instance1"]);
+    assert!(
+        long.contains(&format!("release ok for {}", &v1[..7])),
+        "{long}\n{text}"
+    );
+
+    // An overlong one is ended at its time limit, with the same outcome.
+    let v4 = repo.commit(
+        "main",
+        &[
+            ("VERSION", "4"),
+            ("RELEASE_EXIT", "0"),
+            ("RELEASE_SLEEP", "60"),
+        ],
+        "v4",
+    );
+    let t = Instant::now();
+    let o = sync(&root, &[]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+    let text = out(&o);
+    assert!(
+        text.contains(&format!("release timed out after 5s for {}", &v4[..7])),
+        "{text}"
+    );
+    assert_eq!(page(ports.listen, None), ("2".into(), "instance2".into()));
+}

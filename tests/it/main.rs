@@ -6,6 +6,7 @@ mod deploy;
 mod faults;
 mod generate;
 mod logs;
+mod nginx;
 mod perpls;
 mod security;
 mod start;

@@ -51,7 +51,7 @@ impl Ctx<'_> {
         Target {
             name: name.to_string(),
             port,
-            deadline: Instant::now() + Duration::from_secs(self.plan.settings.health_timeout_secs),
+            deadline: Instant::now() + self.plan.settings.start_timeout(),
             watch: Some(self.layout.service(name)),
             pid,
         }
@@ -209,6 +209,14 @@ pub fn apply(ctx: &mut Ctx, actions: Vec<Action>) -> Result<()> {
 
 /// The supervisor is gone though approuter was started: a new one, and a wait until what it
 /// (re)started answers, so that nothing after this runs against instances that are starting.
+/// `released in 3.2s, ` when the release command ran for `oid` on this start of `name`.
+fn released(ctx: &Ctx, name: &str, oid: Oid) -> String {
+    match state::load_release(ctx.layout, name) {
+        Some(r) if r.ok() && r.commit == oid.to_string() => format!("released in {:.1}s, ", r.secs),
+        _ => String::new(),
+    }
+}
+
 fn start_supervisor(ctx: &mut Ctx) -> Result<()> {
     ctx.r
         .say("svscan is not running though approuter was started; starting it again");
@@ -443,10 +451,11 @@ fn deploy_production(
             ctx.switch(to)?;
             failpoint::stop_at("after-switch");
             ctx.r.say(&format!(
-                "production: {} -> {} on {}, healthy after {:.1}s, switched ({:.1}s in all); {} keeps {} for `approuter switch`",
+                "production: {} -> {} on {}, {}healthy after {:.1}s, switched ({:.1}s in all); {} keeps {} for `approuter switch`",
                 git::short(from),
                 git::short(oid),
                 to.name(),
+                released(ctx, &inst.name, oid),
                 took.as_secs_f64(),
                 begin.elapsed().as_secs_f64(),
                 active.name(),
@@ -466,7 +475,7 @@ fn deploy_production(
             )?;
             let timeout = match why {
                 Unhealthy::Timeout(_) => {
-                    format!(" after {}s", ctx.plan.settings.health_timeout_secs)
+                    format!(" after {}s", ctx.plan.settings.start_timeout().as_secs())
                 }
                 Unhealthy::Exited(_) | Unhealthy::Foreign(_) => String::new(),
             };
@@ -639,9 +648,10 @@ fn update_alternates(ctx: &mut Ctx, updates: &[(String, String, Oid, Oid)]) -> R
     for ((name, from, oid), took) in restarted.iter().zip(results) {
         match took {
             Ok(took) => ctx.r.say(&format!(
-                "alternate {name}: {} -> {}, restarted, healthy after {:.1}s",
+                "alternate {name}: {} -> {}, restarted, {}healthy after {:.1}s",
                 git::short(*from),
                 git::short(*oid),
+                released(ctx, name, *oid),
                 took.as_secs_f64()
             )),
             Err(why) => ctx.fail_with_log(

@@ -50,6 +50,8 @@ pub struct Facts {
     pub redeploy: bool,
     /// Instances whose port some other process listens on, and who it is.
     pub foreign: BTreeMap<String, String>,
+    /// The last run of the release command in each instance's checkout, described.
+    pub releases: BTreeMap<String, String>,
 }
 
 /// A line sync says without doing anything.
@@ -215,6 +217,11 @@ pub fn decide(facts: &Facts, plan: &Plan) -> Vec<Action> {
             return out;
         }
         out.push(Action::StartSupervisor);
+    }
+    for inst in &plan.instances {
+        if let Some(r) = facts.releases.get(&inst.name) {
+            out.push(verbose(format!("{}: last release {r}", inst.name)));
+        }
     }
     let heads = match &facts.remote {
         Some(Ok(h)) => h,
@@ -506,6 +513,7 @@ mod tests {
                 .collect(),
             prod_branch: prod_branch.map(str::to_string),
             settings: Settings::default(),
+            snippets: Default::default(),
         };
         Plan::new(&config, &BTreeMap::new(), active, &BTreeSet::new()).unwrap()
     }
@@ -553,6 +561,7 @@ mod tests {
             prod_runs: [Some(oid(1)), Some(oid(1))],
             redeploy: false,
             foreign: BTreeMap::new(),
+            releases: BTreeMap::new(),
         }
     }
 

@@ -138,5 +138,15 @@ fn gather(layout: &Layout, config: &Config, plan: &Plan, redeploy: bool) -> Resu
         prod_runs: Slot::BOTH.map(runs),
         redeploy,
         foreign,
+        releases: plan
+            .instances
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    i.name.clone(),
+                    state::load_release(layout, &i.name)?.describe(),
+                ))
+            })
+            .collect(),
     })
 }
