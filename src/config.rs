@@ -98,6 +98,9 @@ pub struct Settings {
     pub release_command: Option<String>,
     /// How long the release command may run before it is killed and the start fails.
     pub release_timeout_secs: u64,
+    /// Where nginx serves the page listing the alternates for testers (`/approuter/alternates`);
+    /// unset: no page.
+    pub picker_path: Option<String>,
 }
 
 impl Settings {
@@ -142,6 +145,7 @@ impl Default for Settings {
             gzip: true,
             release_command: None,
             release_timeout_secs: 600,
+            picker_path: None,
         }
     }
 }
@@ -501,6 +505,26 @@ fn check_settings(s: &Settings) -> std::result::Result<(), (&'static str, String
             return Err((key, "must be at least 1".into()));
         }
     }
+    if let Some(p) = &s.picker_path {
+        let plain = p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_.-".contains(c));
+        if !p.starts_with('/') || p.len() < 2 || !plain {
+            return Err((
+                "picker_path",
+                "must be a URL path such as \"/approuter/alternates\": '/' then letters, digits and / _ . - only".into(),
+            ));
+        }
+        if p.starts_with("/set_alt_cookie_")
+            || p.starts_with("/remove_alt_cookie_")
+            || *p == s.health_path
+        {
+            return Err((
+                "picker_path",
+                "must not be a cookie page or the health path; choose another path".into(),
+            ));
+        }
+    }
     if s.release_timeout_secs == 0 {
         return Err(("release_timeout_secs", "must be at least 1".into()));
     }
@@ -637,7 +661,8 @@ pub fn initial_files(
              # keepalive_timeout_secs = {}\n\
              # gzip = {}\n\
              # release_command = \"./release\"   # once per commit in each checkout, before it starts\n\
-             # release_timeout_secs = {}\n",
+             # release_timeout_secs = {}\n\
+             # picker_path = \"/approuter/alternates\"   # a page where testers pick an alternate\n",
             d.listen_port,
             d.prod_ports[0],
             d.prod_ports[1],
@@ -847,6 +872,13 @@ mod tests {
                 "approuter.toml:1: key `release_command`: must be one line of shell",
             ),
             ("release_timeout_secs = 0\n", "key `release_timeout_secs`"),
+            ("picker_path = \"alternates\"\n", "key `picker_path`: must be a URL path"),
+            ("picker_path = \"/a b\"\n", "key `picker_path`"),
+            ("picker_path = \"/x;\"\n", "key `picker_path`"),
+            (
+                "picker_path = \"/set_alt_cookie_x.html\"\n",
+                "key `picker_path`: must not be a cookie page",
+            ),
         ] {
             let err = parse_settings(path, text).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");

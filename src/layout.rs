@@ -93,6 +93,10 @@ impl Layout {
     pub fn nginx_conf(&self) -> PathBuf {
         self.nginx_dir().join("nginx.conf")
     }
+    /// The testers' page (`picker_path`), served by nginx from beside nginx.conf.
+    pub fn picker_page(&self) -> PathBuf {
+        self.nginx_dir().join("picker.html")
+    }
     /// The operator's snippets of one level (`http`, `server`), gathered in one file that
     /// nginx.conf includes by this name (relative: it sits beside nginx.conf).
     pub fn nginx_snippets(&self, level: &str) -> PathBuf {

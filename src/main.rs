@@ -15,7 +15,7 @@ mod svlogd;
 mod util;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -61,6 +61,9 @@ enum Cmd {
     Start {
         /// Services to start (see `approuter status` for their names) [default: the whole environment]
         services: Vec<String>,
+        /// Start the whole environment and stay in the foreground (for systemd, see `approuter systemd-unit`): the supervisor is started again if it dies; SIGTERM shuts everything down
+        #[arg(long, conflicts_with = "services")]
+        foreground: bool,
     },
     /// Bring services down through their control FIFO and wait until they are down
     Stop {
@@ -165,6 +168,19 @@ enum Cmd {
         )]
         args: Vec<std::ffi::OsString>,
     },
+    /// Print (or with --write install) a systemd unit that starts this approuter at boot, healthy, and stops it cleanly
+    SystemdUnit(cmd::systemd::Args),
+    /// Print shell completions for approuter: `approuter completions bash > /etc/bash_completion.d/approuter`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Write approuter's man pages (approuter.1 and one per subcommand) into DIR
+    #[command(hide = true)]
+    Manpages {
+        /// Where to write them (created if missing)
+        dir: PathBuf,
+    },
     /// Start an instance's program with its defined environment (every instance's run uses it)
     #[command(hide = true)]
     InstanceExec(cmd::instance_exec::Args),
@@ -212,7 +228,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     // because whoever read its output went away.
     if matches!(
         cli.command,
-        Cmd::Status { .. } | Cmd::Check | Cmd::WhichProd | Cmd::Logs(_)
+        Cmd::Status { .. } | Cmd::Check | Cmd::WhichProd | Cmd::Logs(_) | Cmd::Completions { .. }
     ) {
         // SAFETY: no other thread exists yet; restoring the default action is async-signal-safe.
         let _ = unsafe {
@@ -229,7 +245,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             | Cmd::Svscan { .. }
             | Cmd::Svlogd { .. }
             | Cmd::InstanceExec(_)
-    ) {
+            | Cmd::Completions { .. }
+            | Cmd::Manpages { .. }
+    ) && !matches!(&cli.command, Cmd::SystemdUnit(a) if !cmd::systemd::needs_root(a))
+    {
         cmd::require_here(&layout)?;
     }
     // Commands that change state hold approuter's lock while they run.
@@ -248,7 +267,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Start { services } => {
+        Cmd::Start {
+            foreground: true, ..
+        } => cmd::start::foreground(&layout, exclusive("start")?, cli.no_wait),
+        Cmd::Start { services, .. } => {
             let _lock = exclusive(if services.is_empty() {
                 "start"
             } else {
@@ -337,5 +359,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Svlogd { args } => Ok(svlogd::cli("approuter svlogd", args)),
         Cmd::InstanceExec(args) => cmd::instance_exec::run(&layout, args),
+        Cmd::SystemdUnit(args) => {
+            let _lock = if args.writes() {
+                Some(exclusive("systemd-unit")?)
+            } else {
+                None
+            };
+            cmd::systemd::run(&layout, &args)
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "approuter",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Manpages { dir } => cmd::manpages::write(&Cli::command(), &dir),
     }
 }

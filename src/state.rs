@@ -319,6 +319,20 @@ pub fn save_release(layout: &Layout, name: &str, r: &Release) -> Result<()> {
     )
 }
 
+/// Where `approuter systemd-unit --write` put this root's unit.
+pub const SYSTEMD_UNIT: &str = "systemd-unit";
+
+/// The systemd unit written for this root, if it is still there.
+pub fn systemd_unit(layout: &Layout) -> Option<PathBuf> {
+    let text = read_optional(&layout.state_file(SYSTEMD_UNIT)).ok()??;
+    let path = PathBuf::from(text.trim());
+    path.is_file().then_some(path)
+}
+
+pub fn save_systemd_unit(layout: &Layout, unit: &Path) -> Result<()> {
+    save(layout, SYSTEMD_UNIT, &format!("{}\n", unit.display()))
+}
+
 /// The preview key, if one was made.
 pub fn load_preview_key(layout: &Layout) -> Result<Option<String>> {
     let text = read_optional(&layout.state_file(PREVIEW_KEY))?;

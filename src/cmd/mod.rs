@@ -5,6 +5,7 @@ pub mod demo;
 pub mod init;
 pub mod instance_exec;
 pub mod logs;
+pub mod manpages;
 pub mod preview;
 pub mod shutdown;
 pub mod start;
@@ -12,6 +13,7 @@ pub mod status;
 pub mod stop;
 pub mod switch;
 pub mod sync;
+pub mod systemd;
 
 use anyhow::{bail, Result};
 use std::process::ExitCode;

@@ -99,3 +99,87 @@ fn start_services(layout: &Layout, names: &[String]) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// How often the foreground start looks whether the supervisor still runs.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// `approuter start --foreground`: the whole start, then it stays, for a service manager
+/// (systemd's `Type=notify`, see `approuter systemd-unit`): READY=1 once everything answers,
+/// a supervisor that dies is started again (it takes over what still runs), and SIGTERM or
+/// SIGINT shut everything down before it exits 0. A `shutdown` run meanwhile ends it too.
+/// `lock` is approuter's lock, held for the start only.
+pub fn foreground(
+    layout: &Layout,
+    lock: crate::util::pidlock::PidLock,
+    no_wait: bool,
+) -> Result<ExitCode> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    // Blocked first: a TERM that comes while everything starts is acted on once it has.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    mask.thread_block()?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    let healthy = whole(layout)?;
+    drop(lock);
+    let notify = |states: &[sd_notify::NotifyState]| {
+        // Outside systemd there is no NOTIFY_SOCKET, and nothing to tell.
+        let _ = sd_notify::notify(states);
+    };
+    let svscan = |layout: &Layout| crate::supervise::client::svscan_pid(&layout.service_dir());
+    let running = |pid: Option<u32>| match pid {
+        Some(p) => format!("running; supervisor pid {p}"),
+        None => "running".to_string(),
+    };
+    if healthy {
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&running(svscan(layout))),
+        ]);
+    } else {
+        println!("approuter: not every instance is healthy; serving what is, and staying up");
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(
+                "running, but not every instance is healthy: see approuter status",
+            ),
+        ]);
+    }
+    loop {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&signals),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ms = nix::poll::PollTimeout::try_from(WATCH_EVERY.as_millis() as u64)
+            .unwrap_or(nix::poll::PollTimeout::MAX);
+        let _ = nix::poll::poll(&mut fds, ms);
+        if let Ok(Some(sig)) = signals.read_signal() {
+            println!(
+                "approuter: signal {}: shutting everything down",
+                sig.ssi_signo
+            );
+            notify(&[sd_notify::NotifyState::Stopping]);
+            let _lock = super::exclusive(layout, "shutdown", false)?;
+            environment::shutdown(layout)?;
+            println!("approuter stopped");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if svscan(layout).is_some() {
+            continue;
+        }
+        if !crate::state::meant_to_run(layout) {
+            // `approuter shutdown` stopped it: so this ends too.
+            println!("approuter was shut down; exiting");
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "approuter: the supervisor is gone; starting it again (it takes over what still runs)"
+        );
+        let _lock = super::exclusive(layout, "start", no_wait)?;
+        if svscan(layout).is_none() && crate::state::meant_to_run(layout) {
+            whole(layout)?;
+            notify(&[sd_notify::NotifyState::Status(&running(svscan(layout)))]);
+        }
+    }
+}

@@ -113,11 +113,14 @@ fn is_logger(pid: u32, layout: &Layout) -> bool {
 }
 
 fn detach(cmd: &mut Command) {
-    // SAFETY: setsid is async-signal-safe.
+    // SAFETY: setsid and sigprocmask are async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(drop)
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            // `start --foreground` blocks the signals it waits for; the supervisor and its
+            // logger start with none blocked.
+            nix::sys::signal::SigSet::empty()
+                .thread_set_mask()
                 .map_err(std::io::Error::from)
         });
     }

@@ -75,9 +75,10 @@ pub fn generate_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Ch
 fn write_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
     // The user instances run as must exist before run scripts name it.
     super::runas::resolve(&plan.settings)?;
-    let host = Host::detect(config)?;
+    let mut host = Host::detect(config)?;
+    host.systemd_unit = state::systemd_unit(layout).is_some();
     let key = state::preview_key(layout, false)?;
-    let files = render::render(plan, layout, &host, &key)?;
+    let files = render::render(plan, layout, &host, &key, &picker_rows(layout, plan))?;
     check_nginx(layout, plan, &host, &files)?;
     // nginx chooses production by the `active` link: it must exist before an nginx.conf that
     // reads it (an installation from before the link recorded its choice in state/active).
@@ -89,10 +90,11 @@ fn write_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> 
 /// `sync --dry-run`).
 pub fn preview(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
     super::runas::resolve(&plan.settings)?;
-    let host = Host::detect(config)?;
+    let mut host = Host::detect(config)?;
+    host.systemd_unit = state::systemd_unit(layout).is_some();
     // Without a key yet, any stands in: nginx.conf changes either way when one is made.
     let key = state::load_preview_key(layout)?.unwrap_or_else(|| "0".repeat(32));
-    let files = render::render(plan, layout, &host, &key)?;
+    let files = render::render(plan, layout, &host, &key, &picker_rows(layout, plan))?;
     check_nginx(layout, plan, &host, &files)?;
     let mut changes = Changes::default();
     let mut services: BTreeMap<&str, bool> = BTreeMap::new();
@@ -102,6 +104,7 @@ pub fn preview(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes>
             Owner::Service(svc) => *services.entry(svc).or_default() |= differs,
             Owner::Nginx => changes.nginx_changed |= differs,
             Owner::Crontab => changes.crontab_changed |= differs,
+            Owner::Page => {}
         }
     }
     for (svc, differs) in &services {
@@ -151,6 +154,31 @@ pub fn reload_nginx(layout: &Layout) -> Result<bool> {
         &layout.log_current(NGINX),
         &layout.nginx_draining(),
     )
+}
+
+/// What the testers' page shows of each alternate now (nothing when there is no page).
+fn picker_rows(layout: &Layout, plan: &Plan) -> Vec<render::PickerRow> {
+    if plan.settings.picker_path.is_none() {
+        return Vec::new();
+    }
+    plan.alternates()
+        .map(|(inst, _)| {
+            let (branch, commit) = super::checkouts::describe(layout, inst);
+            let service = layout.service(&inst.name);
+            let deployed = match crate::supervise::status::read(&service) {
+                Ok(st) if st.is_up() => crate::util::tai64::utc_string(st.since.unix_secs()),
+                _ => "not running".into(),
+            };
+            render::PickerRow {
+                name: inst.name.clone(),
+                branch,
+                commit: crate::ext::git::short_str(&commit),
+                deployed,
+                healthy: super::health::check_once(&service, inst.port, &plan.settings.health_path)
+                    .is_ok(),
+            }
+        })
+        .collect()
 }
 
 fn check_nginx(layout: &Layout, plan: &Plan, host: &Host, files: &[OutFile]) -> Result<()> {
@@ -234,6 +262,9 @@ fn apply(layout: &Layout, plan: &Plan, files: &[OutFile]) -> Result<Changes> {
             Owner::Service(svc) => by_service.entry(svc).or_default().push(f),
             Owner::Nginx => changes.nginx_changed |= write_if_changed(f)?,
             Owner::Crontab => changes.crontab_changed |= write_if_changed(f)?,
+            Owner::Page => {
+                write_if_changed(f)?;
+            }
         }
     }
 

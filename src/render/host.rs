@@ -18,6 +18,9 @@ pub struct Host {
     pub nginx_cmd: Vec<String>,
     /// The user nginx's workers run as, when nginx starts as root.
     pub worker_user: Option<String>,
+    /// A systemd unit starts approuter at boot here (`approuter systemd-unit --write`): the
+    /// crontab then has no `@reboot` line, which would start it a second way.
+    pub systemd_unit: bool,
 }
 
 impl Host {
@@ -34,6 +37,7 @@ impl Host {
             logger,
             nginx_cmd: nginx::base_command(&bin, version),
             worker_user: nginx::worker_user(),
+            systemd_unit: false,
         })
     }
 }

@@ -29,6 +29,20 @@ pub enum Owner {
     Service(String),
     Nginx,
     Crontab,
+    /// The testers' page: nginx reads it per request, so nobody is told.
+    Page,
+}
+
+/// One alternate as the testers' page shows it; gathered by generate (checkouts, the
+/// supervisor, a health check), so that rendering stays pure.
+#[derive(Debug, Clone, Serialize)]
+pub struct PickerRow {
+    pub name: String,
+    pub branch: String,
+    pub commit: String,
+    /// When its running process started (`2026-11-22 16:04:05 UTC`), or `not running`.
+    pub deployed: String,
+    pub healthy: bool,
 }
 
 /// A file to be placed under `managed/var`.
@@ -46,6 +60,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("nginx-run", include_str!("../../skel/nginx-run")),
     ("nginx.conf", include_str!("../../skel/nginx.conf")),
     ("crontab", include_str!("../../skel/crontab")),
+    (
+        "systemd.service",
+        include_str!("../../skel/systemd.service"),
+    ),
 ];
 
 fn environment() -> Environment<'static> {
@@ -58,6 +76,10 @@ fn environment() -> Environment<'static> {
     );
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_filter("sh", |s: String| sh_quote(&s));
+    env.add_filter("systemd", |s: String| {
+        quote::systemd_quote(&s)
+            .map_err(|msg| minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+    });
     env.add_filter("cron", |s: String| {
         quote::cron_quote(&s).map_err(|msg| minijinja::Error::new(ErrorKind::InvalidOperation, msg))
     });
@@ -106,6 +128,7 @@ pub fn render(
     layout: &Layout,
     host: &Host,
     preview_key: &str,
+    picker: &[PickerRow],
 ) -> Result<Vec<OutFile>> {
     let env = environment();
     let exe = path_str(&host.exe)?;
@@ -171,11 +194,30 @@ pub fn render(
             root => path_str(layout.root())?,
             crontab_path => path_str(&layout.crontab())?,
             sync_log => path_str(&layout.sync_log())?,
+            reboot => !host.systemd_unit,
         },
         0o644,
         Owner::Crontab,
     )?;
     out.extend(render_nginx_with(&env, plan, layout, host, preview_key)?);
+    if plan.settings.picker_path.is_some() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        out.push(OutFile {
+            path: layout.picker_page(),
+            bytes: render_template(
+                &env,
+                "picker.html",
+                minijinja::context! {
+                    rows => Serde(picker),
+                    generated => crate::util::tai64::utc_string(now),
+                },
+            )?,
+            mode: 0o644,
+            owner: Owner::Page,
+        });
+    }
     Ok(out)
 }
 
@@ -221,6 +263,8 @@ fn render_nginx_with(
         keepalive_timeout => s.keepalive_timeout_secs,
         gzip => s.gzip,
         http_snippets => file_name(&layout.nginx_snippets("http")),
+        picker_path => s.picker_path.as_deref(),
+        picker_page => file_name(&layout.picker_page()),
         server_snippets => file_name(&layout.nginx_snippets("server")),
         worker_user => host.worker_user.clone(),
         worker_shutdown_timeout => s.worker_shutdown_timeout_secs,
@@ -254,6 +298,41 @@ fn render_nginx_with(
         });
     }
     Ok(out)
+}
+
+/// A systemd unit running approuter for `root` (`None`: the template unit `approuter@.service`,
+/// whose instance names the root), given the binary, whether its man pages are installed
+/// (`systemd-analyze verify` checks what `Documentation=` names), how long a start may wait for
+/// health and how long a shutdown may take.
+pub fn systemd_unit(
+    exe: &Path,
+    root: Option<&Path>,
+    man: bool,
+    start_timeout: std::time::Duration,
+    stop_timeout: std::time::Duration,
+) -> Result<String> {
+    let env = environment();
+    let exe = quote::systemd_quote(&path_str(exe)?).map_err(|e| anyhow::anyhow!(e))?;
+    let (root_arg, description) = match root {
+        Some(r) => (
+            quote::systemd_quote(&path_str(r)?).map_err(|e| anyhow::anyhow!(e))?,
+            path_str(r)?.replace('%', "%%"),
+        ),
+        // %f: the instance name unescaped as a path.
+        None => ("\"%f\"".to_string(), "%f".to_string()),
+    };
+    let ctx = minijinja::context! {
+        template => root.is_none(),
+        man => man,
+        exe => exe,
+        root => root_arg,
+        description => description,
+        // Clones and the release step can make a first start long; a minute more for nginx.
+        start_timeout => start_timeout.as_secs() + 60,
+        stop_timeout => stop_timeout.as_secs() + 10,
+    };
+    let bytes = render_template(&env, "systemd.service", ctx)?;
+    Ok(String::from_utf8(bytes).expect("templates are UTF-8"))
 }
 
 fn file_name(path: &Path) -> String {
@@ -382,9 +461,10 @@ mod tests {
             logger: vec!["/usr/bin/approuter-svlogd".into()],
             nginx_cmd: vec!["/usr/sbin/nginx".into()],
             worker_user: None,
+            systemd_unit: false,
         };
         let layout = Layout::new("/srv/ar");
-        let files = render(&plan, &layout, &host, "0123456789abcdef0123456789abcdef").unwrap();
+        let files = render(&plan, &layout, &host, "0123456789abcdef0123456789abcdef", &[]).unwrap();
         let conf = files
             .iter()
             .find(|f| f.path == layout.nginx_conf())

@@ -147,3 +147,84 @@ fn json_for_scripts() {
     let text = cmd_ok(&root, &["status", "-l", "beta"]);
     assert!(text.contains(&format!("commit {}", &commit[..7])), "{text}");
 }
+
+/// Completions and man pages come from the command line's own definition: bash completes
+/// subcommands and options for real, and each page renders with `man`.
+#[test]
+fn completions_complete_and_man_pages_render() {
+    let o = crate::util::approuter()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let root = Root::new();
+    let dir = root.path().to_path_buf();
+    let script = dir.join("approuter.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    let complete = |words: &str| {
+        let o = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                ". {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _approuter approuter \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let words = complete("approuter sy");
+    assert!(words.lines().any(|w| w == "sync"), "{words}");
+    assert!(words.lines().any(|w| w == "systemd-unit"), "{words}");
+    let words = complete("approuter sync --dr");
+    assert_eq!(words.trim(), "--dry-run");
+    for (shell, first) in [
+        ("zsh", "#compdef approuter"),
+        ("fish", "complete -c approuter"),
+    ] {
+        let o = crate::util::approuter()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains(first),
+            "{shell}: {text}"
+        );
+    }
+    let o = crate::util::approuter()
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+
+    let man = dir.join("man");
+    let o = crate::util::approuter()
+        .arg("manpages")
+        .arg(&man)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    for page in [
+        "approuter.1",
+        "approuter-sync.1",
+        "approuter-start.1",
+        "approuter-systemd-unit.1",
+    ] {
+        let o = std::process::Command::new("man")
+            .arg("-l")
+            .arg(man.join(page))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .expect("man (apt-get install man-db)");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{page}: {o:?}");
+        match page {
+            "approuter-sync.1" => assert!(text.contains("--dry-run"), "{text}"),
+            "approuter-start.1" => assert!(text.contains("--foreground"), "{text}"),
+            _ => assert!(text.contains("approuter"), "{text}"),
+        }
+    }
+    // Hidden commands (the supervisor's own plumbing) get no page.
+    assert!(!man.join("approuter-instance-exec.1").exists());
+}

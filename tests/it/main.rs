@@ -1,6 +1,7 @@
 //! approuter's integration tests: one binary, one module per capability, all against real processes.
 
 mod app;
+mod boot;
 mod cli;
 mod deploy;
 mod faults;
