@@ -872,7 +872,10 @@ mod tests {
                 "approuter.toml:1: key `release_command`: must be one line of shell",
             ),
             ("release_timeout_secs = 0\n", "key `release_timeout_secs`"),
-            ("picker_path = \"alternates\"\n", "key `picker_path`: must be a URL path"),
+            (
+                "picker_path = \"alternates\"\n",
+                "key `picker_path`: must be a URL path",
+            ),
             ("picker_path = \"/a b\"\n", "key `picker_path`"),
             ("picker_path = \"/x;\"\n", "key `picker_path`"),
             (

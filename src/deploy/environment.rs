@@ -250,6 +250,8 @@ pub fn start(layout: &Layout) -> Result<Started> {
     let failures = wait_until_healthy(layout, &plan, &|name, took| {
         println!("  {name}: healthy after {:.1}s", took.as_secs_f64())
     });
+    // Written before anything ran, the testers' page said so: now it can say what runs.
+    generate::refresh_picker(layout, &plan)?;
     for f in &failures {
         eprintln!(
             "approuter: {} is {}; its log: {}",

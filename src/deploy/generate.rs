@@ -156,6 +156,14 @@ pub fn reload_nginx(layout: &Layout) -> Result<bool> {
     )
 }
 
+/// Writes the testers' page anew (when there is one): after a start, once everything runs.
+pub fn refresh_picker(layout: &Layout, plan: &Plan) -> Result<()> {
+    if plan.settings.picker_path.is_none() {
+        return Ok(());
+    }
+    write_if_changed(&render::picker_page(layout, &picker_rows(layout, plan))?).map(drop)
+}
+
 /// What the testers' page shows of each alternate now (nothing when there is no page).
 fn picker_rows(layout: &Layout, plan: &Plan) -> Vec<render::PickerRow> {
     if plan.settings.picker_path.is_none() {

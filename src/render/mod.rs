@@ -64,6 +64,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "systemd.service",
         include_str!("../../skel/systemd.service"),
     ),
+    ("picker.html", include_str!("../../skel/picker.html")),
 ];
 
 fn environment() -> Environment<'static> {
@@ -201,22 +202,7 @@ pub fn render(
     )?;
     out.extend(render_nginx_with(&env, plan, layout, host, preview_key)?);
     if plan.settings.picker_path.is_some() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        out.push(OutFile {
-            path: layout.picker_page(),
-            bytes: render_template(
-                &env,
-                "picker.html",
-                minijinja::context! {
-                    rows => Serde(picker),
-                    generated => crate::util::tai64::utc_string(now),
-                },
-            )?,
-            mode: 0o644,
-            owner: Owner::Page,
-        });
+        out.push(picker_page(layout, picker)?);
     }
     Ok(out)
 }
@@ -333,6 +319,26 @@ pub fn systemd_unit(
     };
     let bytes = render_template(&env, "systemd.service", ctx)?;
     Ok(String::from_utf8(bytes).expect("templates are UTF-8"))
+}
+
+/// The testers' page, for `picker_path`.
+pub fn picker_page(layout: &Layout, rows: &[PickerRow]) -> Result<OutFile> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(OutFile {
+        path: layout.picker_page(),
+        bytes: render_template(
+            &environment(),
+            "picker.html",
+            minijinja::context! {
+                rows => Serde(rows),
+                generated => crate::util::tai64::utc_string(now),
+            },
+        )?,
+        mode: 0o644,
+        owner: Owner::Page,
+    })
 }
 
 fn file_name(path: &Path) -> String {
@@ -464,7 +470,14 @@ mod tests {
             systemd_unit: false,
         };
         let layout = Layout::new("/srv/ar");
-        let files = render(&plan, &layout, &host, "0123456789abcdef0123456789abcdef", &[]).unwrap();
+        let files = render(
+            &plan,
+            &layout,
+            &host,
+            "0123456789abcdef0123456789abcdef",
+            &[],
+        )
+        .unwrap();
         let conf = files
             .iter()
             .find(|f| f.path == layout.nginx_conf())

@@ -9,6 +9,7 @@ mod generate;
 mod logs;
 mod nginx;
 mod perpls;
+mod picker;
 mod security;
 mod start;
 mod supervise;

@@ -1498,3 +1498,49 @@ fn a_runaway_hook_is_ended_with_everything_it_started() {
         !runs(child)
     });
 }
+
+/// The release step runs as the instances' user, with their environment, and cannot forge its
+/// own record (which would skip a later release) or touch anything of approuter's: the record
+/// is written by approuter, as root, after the command ended.
+#[test]
+fn the_release_step_runs_as_the_instances_user_and_cannot_forge_its_record() {
+    let root = Root::new();
+    let Some(user) = TestUser::new(root.path()) else {
+        return;
+    };
+    let repo = AppRepo::new(&root);
+    let v1 = repo.commit(
+        "main",
+        &[(
+            "release",
+            "echo \"release as $(id -un) with $DATABASE_URL\"\nrecord=\"$APPROUTER_ROOT/managed/var/state/release-$APPROUTER_INSTANCE\"\nif printf 'commit forged\\nresult ok\\n' > \"$record\" 2>/dev/null; then echo FORGED; else echo 'record not writable'; fi\nif touch \"$APPROUTER_ROOT/managed/var/service/nginx/run\" 2>/dev/null; then echo TOUCHED; fi",
+        )],
+        "release",
+    );
+    configure(&root, &repo.url(), &[], 20);
+    root.edit_etc("approuter.toml", |toml| {
+        format!(
+            "{toml}user = \"{}\"\nrelease_command = \"sh ./release\"\n",
+            user.name
+        )
+    });
+    write_secret(&root, "env", "DATABASE_URL=postgres://prod\n");
+    let o = root
+        .cmd(&["start"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let log = fs::read_to_string(root.var("log/instance1/current")).unwrap();
+    assert!(
+        log.contains(&format!("release as {} with postgres://prod", user.name)),
+        "{log}"
+    );
+    assert!(log.contains("record not writable"), "{log}");
+    assert!(!log.contains("FORGED") && !log.contains("TOUCHED"), "{log}");
+    let record = fs::read_to_string(root.var("state/release-instance1")).unwrap();
+    assert!(
+        record.contains(&format!("commit {v1}")) && record.contains("result ok"),
+        "{record}"
+    );
+}

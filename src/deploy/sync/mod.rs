@@ -64,17 +64,19 @@ pub fn run(layout: &Layout, opts: &Options) -> Result<bool> {
             .iter()
             .any(|a| matches!(a, Action::Say(Note::Failure(_)))));
     }
-    apply::apply(
-        &mut apply::Ctx {
-            layout,
-            config: &config,
-            plan,
-            url: &facts.url,
-            r: &mut r,
-            skip: BTreeSet::new(),
-        },
-        actions,
-    )?;
+    let mut ctx = apply::Ctx {
+        layout,
+        config: &config,
+        plan,
+        url: &facts.url,
+        r: &mut r,
+        skip: BTreeSet::new(),
+    };
+    apply::apply(&mut ctx, actions)?;
+    // The testers' page says what runs now, whether or not anything changed.
+    if facts.svscan_running || facts.meant_to_run {
+        generate::refresh_picker(layout, &ctx.plan.without(&ctx.skip))?;
+    }
     Ok(!r.failed)
 }
 
