@@ -30,6 +30,7 @@ is measured for the last alternate (nginx walks every upstream block before it f
 and, at the largest count, for the middle one.
 
 Usage: bench/routing.py    Environment: COUNTS ("1 100 1000"), ROUNDS (3), DURATION (10 s),
+EXTRA_TOML (settings appended to approuter.toml, e.g. "gzip = false"),
 WARMUP (2 s), CONNS (32), THREADS (2).
 """
 
@@ -131,6 +132,8 @@ class Ours:
         with open(os.path.join(etc, "approuter.toml"), "w") as f:
             f.write(f"listen_port = {self.listen}\nprod_ports = [{ports['prod']}, {ports['prod'] + 1}]\n"
                     f"alternate_base_port = {ports['alt_base']}\n")
+            # More settings, for experiments (e.g. "gzip = false"): one per line.
+            f.write(os.environ.get("EXTRA_TOML", "").replace("\\n", "\n") + "\n")
         r = subprocess.run([exe, "--root", self.root, "generate"], capture_output=True, text=True, env=env)
         if r.returncode != 0:
             raise SystemExit(f"generate with {n} alternates failed:\n{r.stdout}{r.stderr}")
