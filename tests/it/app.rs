@@ -454,3 +454,58 @@ pub fn page(port: u16, cookie: Option<&str>) -> (String, String) {
         r.header("x-served-by").unwrap_or("").to_string(),
     )
 }
+
+/// The pid of a service's main process, from `supervise/pid`.
+pub fn service_pid(root: &Root, svc: &str) -> Option<u32> {
+    fs::read_to_string(root.var(&format!("service/{svc}/supervise/pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Runs the command of the crontab line that starts with `schedule` (`* * * * *`, `@reboot`)
+/// as cron would: `\%` unescaped, through /bin/sh, with cron's bare environment, from `/`.
+pub fn run_crontab_line(root: &Root, schedule: &str) -> std::process::Output {
+    let crontab = fs::read_to_string(root.var("crontab")).unwrap();
+    let line = crontab
+        .lines()
+        .find(|l| l.starts_with(schedule))
+        .unwrap_or_else(|| panic!("no {schedule} line in\n{crontab}"));
+    let command = line[schedule.len()..].trim_start().replace("\\%", "%");
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&command)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("SHELL", "/bin/sh")
+        .env("HOME", root.path())
+        .env("LOGNAME", "root")
+        .current_dir("/")
+        .output()
+        .unwrap()
+}
+
+/// An upgraded connection through nginx to the demo app's echo tunnel (`extra` is more header
+/// lines, each ending in CRLF), its 101 and headers read.
+pub fn tunnel(port: u16, extra: &str) -> BufReader<TcpStream> {
+    let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s);
+    write!(
+        r.get_mut(),
+        "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        if h == "\r\n" {
+            break;
+        }
+    }
+    r
+}

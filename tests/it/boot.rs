@@ -5,7 +5,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use crate::app::{configure, get, out, page, AppRepo};
+use crate::app::{configure, get, out, page, run_crontab_line, service_pid, AppRepo};
 use crate::util::{kill_everything_under, processes_under, secs, signal, wait_for, Root, Signal};
 
 /// A process the test started, killed if the test ends before it did.
@@ -27,14 +27,6 @@ fn svscan_pid(root: &Root) -> Option<u32> {
         .parse()
         .ok()
         .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-}
-
-fn main_pid(root: &Root, svc: &str) -> Option<u32> {
-    fs::read_to_string(root.var(&format!("service/{svc}/supervise/pid")))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// What systemd does with a `Type=notify` unit: it waits for READY=1 (sent once production and
@@ -89,7 +81,7 @@ fn start_in_the_foreground_speaks_systemds_notify_protocol_and_stops_cleanly() {
     let old = svscan_pid(&root).unwrap();
     let pids: Vec<_> = ["nginx", "instance1", "instance2", "beta"]
         .iter()
-        .map(|s| main_pid(&root, s))
+        .map(|s| service_pid(&root, s))
         .collect();
     signal(old, Signal::SIGKILL);
     wait_for(secs(20), "a new supervisor", || {
@@ -101,7 +93,7 @@ fn start_in_the_foreground_speaks_systemds_notify_protocol_and_stops_cleanly() {
     });
     let now: Vec<_> = ["nginx", "instance1", "instance2", "beta"]
         .iter()
-        .map(|s| main_pid(&root, s))
+        .map(|s| service_pid(&root, s))
         .collect();
     assert_eq!(now, pids, "taken over, not restarted");
     assert_eq!(page(ports.listen, None).1, "instance1");
@@ -178,24 +170,12 @@ fn the_unit_passes_systemd_analyze_and_the_crontab_starts_approuter_at_boot_with
 
     // No unit: started at boot by cron. A "reboot": everything killed, nothing cleaned up.
     assert!(root.cmd(&["start"]).output().unwrap().status.success());
-    let crontab = fs::read_to_string(root.var("crontab")).unwrap();
-    let line = crontab
-        .lines()
-        .find(|l| l.starts_with("@reboot "))
-        .unwrap_or_else(|| panic!("{crontab}"));
+    assert!(fs::read_to_string(root.var("crontab"))
+        .unwrap()
+        .contains("@reboot "));
     kill_everything_under(root.path());
     assert!(get(ports.listen, "/", None).is_err());
-    let command = line.split_once(' ').unwrap().1.replace("\\%", "%");
-    let o = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&command)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("SHELL", "/bin/sh")
-        .env("HOME", root.path())
-        .current_dir("/")
-        .output()
-        .unwrap();
+    let o = run_crontab_line(&root, "@reboot");
     assert!(o.status.success(), "{}", out(&o));
     let r = get(ports.listen, "/", None);
     assert!(

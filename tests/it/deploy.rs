@@ -8,14 +8,7 @@ use crate::app::{
 };
 use crate::util::{secs, wait_for, Root, Signal};
 
-/// The pid of a service's main process, from `supervise/pid`.
-fn pid(root: &Root, svc: &str) -> Option<u32> {
-    fs::read_to_string(root.var(&format!("service/{svc}/supervise/pid")))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
+use crate::app::service_pid as pid;
 
 /// kill -9 of the active instance under load: while it restarts, nginx sends its requests to
 /// the other instance (a refused connection is safe to retry, POSTs included), so nothing fails

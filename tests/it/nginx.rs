@@ -1,10 +1,10 @@
 //! nginx as a web application expects it: uploads, slow answers and idle WebSockets within approuter.toml's limits, gzip, and the operator's snippets, checked with `nginx -t` before they are loaded.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::app::{self, cmd_ok, get, out, read_response, started, Resp};
+use crate::app::{self, cmd_ok, get, out, read_response, started, tunnel, Resp};
 use crate::util::one_line_error;
 
 /// One request with the given extra header lines, on a connection of its own.
@@ -36,29 +36,6 @@ fn post(port: u16, len: usize) -> Resp {
         left -= n;
     }
     read_response(&mut r).unwrap().expect("an answer")
-}
-
-/// The 101 of an upgrade through nginx to the demo app's echo tunnel, headers read.
-fn tunnel(port: u16) -> BufReader<TcpStream> {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut r = BufReader::new(s);
-    r.get_mut()
-        .write_all(
-            b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-        )
-        .unwrap();
-    let mut status = String::new();
-    r.read_line(&mut status).unwrap();
-    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).unwrap();
-        if h == "\r\n" {
-            break;
-        }
-    }
-    r
 }
 
 fn echoes(r: &mut BufReader<TcpStream>, what: &[u8]) -> Result<(), String> {
@@ -96,7 +73,7 @@ fn uploads_idle_websockets_and_gzip_within_the_settings() {
     );
     assert!(r.body.len() < 1000, "{} bytes", r.body.len());
 
-    let mut ws = tunnel(ports.listen);
+    let mut ws = tunnel(ports.listen, "");
     echoes(&mut ws, b"before").unwrap();
     ws.get_mut()
         .set_read_timeout(Some(Duration::from_secs(80)))
@@ -119,7 +96,7 @@ fn uploads_idle_websockets_and_gzip_within_the_settings() {
     );
     assert_eq!(r.header("content-encoding"), None);
     // An idle WebSocket is closed after proxy_read_timeout_secs.
-    let mut ws = tunnel(ports.listen);
+    let mut ws = tunnel(ports.listen, "");
     echoes(&mut ws, b"before").unwrap();
     let mut rest = Vec::new();
     let started = std::time::Instant::now();

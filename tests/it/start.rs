@@ -479,32 +479,14 @@ fn network_remotes_git_protocol_works_and_https_failure_is_clear() {
 
 #[test]
 fn websocket_upgrades_pass_through_nginx() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     let root = Root::new();
     let repo = AppRepo::new(&root);
     let ports = configure(&root, &repo.url(), &["beta"], 30);
     start_ok(&root);
     for cookie in ["", "Cookie: approuter_alt=beta\r\n"] {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", ports.listen)).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        write!(
-            s,
-            "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{cookie}\r\n"
-        )
-        .unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        let mut status = String::new();
-        r.read_line(&mut status).unwrap();
-        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
-        loop {
-            let mut h = String::new();
-            r.read_line(&mut h).unwrap();
-            if h == "\r\n" {
-                break;
-            }
-        }
-        s.write_all(b"ping through the tunnel").unwrap();
+        let mut r = app::tunnel(ports.listen, cookie);
+        r.get_mut().write_all(b"ping through the tunnel").unwrap();
         let mut buf = [0u8; 23];
         r.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"ping through the tunnel");

@@ -442,26 +442,8 @@ fn dry_run_changes_nothing_and_hooks_report_without_blocking() {
 #[test]
 fn the_crontab_line_deploys_with_crons_bare_environment() {
     let (root, repo, ports) = started(&[]);
-    let crontab = fs::read_to_string(root.var("crontab")).unwrap();
-    let line = crontab
-        .lines()
-        .find(|l| l.starts_with("* * * * *"))
-        .unwrap();
-    let command = line.splitn(6, ' ').nth(5).unwrap();
-    // cron unescapes \% before handing the line to sh.
-    let command = command.replace("\\%", "%");
     repo.commit("main", &[("VERSION", "2")], "v2");
-    let o = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&command)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("SHELL", "/bin/sh")
-        .env("HOME", root.path())
-        .env("LOGNAME", "root")
-        .current_dir("/")
-        .output()
-        .unwrap();
+    let o = crate::app::run_crontab_line(&root, "* * * * *");
     assert!(o.status.success(), "{}", out(&o));
     assert_eq!(page(ports.listen, None).0, "2");
     // sync's output goes through the svlogd-style logger: one timestamp per line (svlogd -tt's),
