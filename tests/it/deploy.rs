@@ -513,4 +513,25 @@ fn the_release_command_runs_once_per_commit_and_a_failing_one_fails_the_deploy()
         "{text}"
     );
     assert_eq!(page(ports.listen, None), ("2".into(), "instance2".into()));
+
+    // A changed release command runs again, for the same commit, as sync restarts each
+    // instance with it (the active one switched away and back).
+    let before = releases("instance2", &v2);
+    root.edit_etc("approuter.toml", |t| {
+        t.replace("\"sh ./release\"", "\"sh ./release && echo second step\"")
+    });
+    // (sync still reports v4, which failed, as held back: exit 1.)
+    let text = out(&sync(&root, &[]));
+    assert!(
+        text.contains("production: instance2 restarted for its new settings"),
+        "{text}"
+    );
+    assert_eq!(
+        releases("instance2", &v2),
+        before + 1,
+        "{text}\n{}",
+        log("instance2")
+    );
+    assert!(log("instance2").contains("second step"));
+    assert_eq!(page(ports.listen, None), ("2".into(), "instance2".into()));
 }
