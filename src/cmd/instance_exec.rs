@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use std::ffi::{CString, OsString};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -188,6 +189,24 @@ fn release_once(
     {
         return Ok(());
     }
+    // Instances on the same commit (both production ones at a first start) release one after
+    // the other, never at once: two migrations racing on one database can fail or worse. One
+    // lock per first byte of the commit: a bounded set of files, and different commits rarely
+    // wait for each other.
+    crate::util::file::ensure_private_dir(&layout.state_dir())?;
+    let lock_path = layout.state_file(&format!("release.{}.lock", &commit[..commit.len().min(2)]));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&lock_path)
+        .with_context(|| format!("{}: cannot open", lock_path.display()))?;
+    // Held until this function returns and `lock` is closed.
+    lock.lock()
+        .with_context(|| format!("{}: cannot lock", lock_path.display()))?;
+    // Another instance may have released this commit meanwhile: this checkout still needs its
+    // own run (its dependencies, its assets).
     let short = &commit[..commit.len().min(7)];
     eprintln!("approuter: running the release command for {short}");
     let started_unix = std::time::SystemTime::now()

@@ -146,7 +146,18 @@ pub fn foreground(
             ),
         ]);
     }
+    // After a failed attempt to start the supervisor again, the next one waits this long; what
+    // still runs keeps running meanwhile (exiting would have systemd kill it all).
+    let retry_every = Duration::from_secs(10);
+    let mut next_try = Instant::now();
     loop {
+        // The supervisors and loggers this process started, once they end.
+        while let Ok(st) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+        {
+            if st == nix::sys::wait::WaitStatus::StillAlive {
+                break;
+            }
+        }
         let mut fds = [nix::poll::PollFd::new(
             std::os::fd::AsFd::as_fd(&signals),
             nix::poll::PollFlags::POLLIN,
@@ -160,7 +171,9 @@ pub fn foreground(
                 sig.ssi_signo
             );
             notify(&[sd_notify::NotifyState::Stopping]);
-            let _lock = super::exclusive(layout, "shutdown", false)?;
+            // Not waiting for a sync that holds the lock (it may be waiting minutes for a
+            // deploy's health): the stop must fit systemd's TimeoutStopSec. That sync fails.
+            let _lock = super::exclusive(layout, "shutdown", true).ok();
             environment::shutdown(layout)?;
             println!("approuter stopped");
             return Ok(ExitCode::SUCCESS);
@@ -173,13 +186,29 @@ pub fn foreground(
             println!("approuter was shut down; exiting");
             return Ok(ExitCode::SUCCESS);
         }
+        if Instant::now() < next_try {
+            continue;
+        }
         println!(
             "approuter: the supervisor is gone; starting it again (it takes over what still runs)"
         );
-        let _lock = super::exclusive(layout, "start", no_wait)?;
-        if svscan(layout).is_none() && crate::state::meant_to_run(layout) {
-            whole(layout)?;
-            notify(&[sd_notify::NotifyState::Status(&running(svscan(layout)))]);
+        let again = super::exclusive(layout, "start", no_wait).and_then(|_lock| {
+            if svscan(layout).is_none() && crate::state::meant_to_run(layout) {
+                whole(layout)?;
+            }
+            Ok(())
+        });
+        match again {
+            Ok(()) => notify(&[sd_notify::NotifyState::Status(&running(svscan(layout)))]),
+            Err(e) => {
+                let msg = format!(
+                    "cannot start the supervisor again: {e:#}; trying again in {} s",
+                    retry_every.as_secs()
+                );
+                eprintln!("approuter: {msg}");
+                notify(&[sd_notify::NotifyState::Status(&msg)]);
+                next_try = Instant::now() + retry_every;
+            }
         }
     }
 }

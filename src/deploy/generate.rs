@@ -65,10 +65,25 @@ pub fn generate(layout: &Layout) -> Result<(Plan, Changes)> {
 pub fn generate_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> {
     let mut changes = write_plan(layout, config, plan)?;
     for name in std::mem::take(&mut changes.to_remove) {
+        // Still running, left by a supervisor that was killed: the directory stays for the next
+        // one to take the run over, and the next sync removes it as usual (it stops the run).
+        // Removed now, its processes would run on unsupervised, holding their port.
+        if left_running(&layout.service(&name)) {
+            continue;
+        }
         remove_service(&layout.service_dir(), &name)?;
         changes.removed.push(name);
     }
     Ok(changes)
+}
+
+/// Does the run recorded in this service directory (or its log's) still run?
+fn left_running(service: &Path) -> bool {
+    [Some(service.to_path_buf()), servicedir::log_of(service)]
+        .into_iter()
+        .flatten()
+        .filter_map(|d| crate::supervise::status::read(&d).ok())
+        .any(|s| s.pid != 0 && crate::ext::procfs::is_recorded_leader(s.pid, s.since.unix_secs()))
 }
 
 /// Writes everything but the removal of services that went away.
@@ -94,7 +109,8 @@ pub fn preview(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes>
     host.systemd_unit = state::systemd_unit(layout).is_some();
     // Without a key yet, any stands in: nginx.conf changes either way when one is made.
     let key = state::load_preview_key(layout)?.unwrap_or_else(|| "0".repeat(32));
-    let files = render::render(plan, layout, &host, &key, &picker_rows(layout, plan))?;
+    // The page's contents are not part of what a dry run reports.
+    let files = render::render(plan, layout, &host, &key, &[])?;
     check_nginx(layout, plan, &host, &files)?;
     let mut changes = Changes::default();
     let mut services: BTreeMap<&str, bool> = BTreeMap::new();
@@ -164,6 +180,9 @@ pub fn refresh_picker(layout: &Layout, plan: &Plan) -> Result<()> {
     write_if_changed(&render::picker_page(layout, &picker_rows(layout, plan))?).map(drop)
 }
 
+/// How long the testers' page waits for an alternate's health path.
+const PICKER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the testers' page shows of each alternate now (nothing when there is no page).
 fn picker_rows(layout: &Layout, plan: &Plan) -> Vec<render::PickerRow> {
     if plan.settings.picker_path.is_none() {
@@ -173,17 +192,29 @@ fn picker_rows(layout: &Layout, plan: &Plan) -> Vec<render::PickerRow> {
         .map(|(inst, _)| {
             let (branch, commit) = super::checkouts::describe(layout, inst);
             let service = layout.service(&inst.name);
-            let deployed = match crate::supervise::status::read(&service) {
-                Ok(st) if st.is_up() => crate::util::tai64::utc_string(st.since.unix_secs()),
-                _ => "not running".into(),
-            };
+            let up = crate::supervise::status::read(&service)
+                .ok()
+                .filter(|st| st.is_up());
+            // One short GET of a running alternate's health path: this page informs testers,
+            // and a sync with many alternates must not wait long on it (no /proc walk for a
+            // foreign listener either: deploy decisions do that, not this page).
+            let healthy = up.is_some()
+                && crate::ext::http::get(
+                    inst.port,
+                    &plan.settings.health_path,
+                    None,
+                    PICKER_TIMEOUT,
+                )
+                .is_ok_and(|a| a.status == 200);
             render::PickerRow {
                 name: inst.name.clone(),
                 branch,
                 commit: crate::ext::git::short_str(&commit),
-                deployed,
-                healthy: super::health::check_once(&service, inst.port, &plan.settings.health_path)
-                    .is_ok(),
+                deployed: up.map_or_else(
+                    || "not running".into(),
+                    |st| crate::util::tai64::utc_string(st.since.unix_secs()),
+                ),
+                healthy,
             }
         })
         .collect()

@@ -213,11 +213,13 @@ pub fn reopen_pipe(
             .ok()
     };
     let read = open(&path, false)?;
-    // The write end through our own descriptor: the process cannot swap it meanwhile.
-    let write = open(&format!("/proc/self/fd/{}", read.as_raw_fd()), true)?;
+    // Checked again on what was opened (the process may have swapped its descriptor since),
+    // before anything is opened for writing.
     if !is_it(&read.metadata().ok()?) {
         return None;
     }
+    // The write end through our own descriptor: the process cannot swap it meanwhile.
+    let write = open(&format!("/proc/self/fd/{}", read.as_raw_fd()), true)?;
     let blocking = |f: fs::File| -> Option<OwnedFd> {
         let fd = OwnedFd::from(f);
         let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).ok()?;

@@ -334,11 +334,19 @@ impl Scanner {
                 if let Some(cap) = &svc.capture {
                     result = result.and(reg(cap.as_fd(), Part::Capture));
                 }
+                // A pidfd epoll will not take (its watch limit reached) is replaced by a look
+                // in /proc every second, never left unwatched.
                 if let Some(fd) = svc.main.adopted_fd() {
-                    result = result.and(reg(fd.as_fd(), Part::MainEnd));
+                    if reg(fd.as_fd(), Part::MainEnd).is_err() {
+                        svc.main.watch_adopted_by_polling();
+                    }
                 }
-                if let Some(fd) = svc.log.as_ref().and_then(Unit::adopted_fd) {
-                    result = result.and(reg(fd.as_fd(), Part::LogEnd));
+                if let Some(log) = svc.log.as_mut() {
+                    if let Some(fd) = log.adopted_fd() {
+                        if reg(fd.as_fd(), Part::LogEnd).is_err() {
+                            log.watch_adopted_by_polling();
+                        }
+                    }
                 }
                 if let Err(e) = result {
                     super::say(format_args!("{name}: cannot watch its control FIFO: {e}"));

@@ -260,6 +260,10 @@ impl Unit {
         if !procfs::is_recorded_leader(prev.pid, prev.since.unix_secs()) {
             return;
         }
+        // Ended between the two (reaped at once by its new parent): nothing to take over.
+        if pidfd.as_ref().is_some_and(has_ended) {
+            return;
+        }
         let age = Duration::from_secs(unix_now().saturating_sub(prev.since.unix_secs()));
         self.phase = Phase::Run {
             pid: Pid::from_raw(prev.pid as i32),
@@ -310,6 +314,10 @@ impl Unit {
             return;
         };
         let pgid = *pid;
+        // A stop the adopted run was under goes with it: the drain below ends the group.
+        self.stop_kill_at = None;
+        self.got_term = false;
+        self.signalled = false;
         // A log gets time to read what its service wrote before it is told to stop.
         let term_at = if self.is_log { now + self.grace } else { now };
         self.phase = Phase::Drain {
@@ -322,6 +330,13 @@ impl Unit {
             "ending process group {pgid} left by a previous supervisor: {why}"
         ));
         self.publish();
+    }
+
+    /// The pidfd could not be watched: look in /proc every second instead.
+    pub fn watch_adopted_by_polling(&mut self) {
+        if let Some(a) = &mut self.adopted {
+            a.pidfd = None;
+        }
     }
 
     /// The pipes recorded in a log's notes (see `Extra::log_pipe`).
@@ -720,11 +735,15 @@ impl Unit {
             self.stop(now);
             self.publish();
         }
-        if let (Some(at), Phase::Run { pid }) = (self.stop_kill_at, &self.phase) {
-            if now >= at {
+        match (self.stop_kill_at, &self.phase) {
+            (Some(at), Phase::Run { pid }) if now >= at => {
                 let _ = killpg(*pid, Signal::SIGKILL);
                 self.stop_kill_at = None;
             }
+            (Some(_), Phase::Run { .. }) | (None, _) => {}
+            // The run it was for is gone: a deadline left behind would wake svscan at once,
+            // over and over.
+            (Some(_), _) => self.stop_kill_at = None,
         }
         if let Phase::Drain {
             pgid,
@@ -781,16 +800,14 @@ impl Unit {
             Some(Adopted { pidfd: None }) => Some(Instant::now() + ADOPTED_POLL),
             _ => None,
         };
-        [
-            self.restart_at,
-            self.stop_kill_at,
-            self.stop_at,
-            drain,
-            look,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let kill = match self.phase {
+            Phase::Run { .. } => self.stop_kill_at,
+            _ => None,
+        };
+        [self.restart_at, kill, self.stop_at, drain, look]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Reads and acts on every byte waiting in `supervise/control`.
@@ -827,6 +844,16 @@ impl Unit {
         }
         self.publish();
     }
+}
+
+/// Has the process a pidfd names ended (its pidfd readable)?
+fn has_ended(pidfd: &OwnedFd) -> bool {
+    use std::os::fd::AsFd;
+    let mut fds = [nix::poll::PollFd::new(
+        pidfd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
 /// True when no live process is left in the group: none at all (ESRCH), or only zombies that

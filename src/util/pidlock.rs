@@ -83,6 +83,14 @@ pub fn acquire(path: &Path, wait: bool, mode: u32, record_pid: bool) -> Result<A
 /// The pid of the process holding the lock at `path`, if one does.
 pub fn holder(path: &Path) -> Option<u32> {
     let mut f = File::open(path).ok()?;
+    // The kernel is asked first: probing with a lock of our own would, for that instant, make a
+    // process that starts and takes the lock fail as if someone held it (start --foreground
+    // looks at svscan's lock every second).
+    if let Ok(m) = f.metadata() {
+        if let Some(found) = kernel_holder(m.dev(), m.ino()) {
+            return found;
+        }
+    }
     match f.try_lock() {
         Err(TryLockError::WouldBlock) => holder_of(&mut f),
         _ => None,
@@ -94,7 +102,7 @@ pub fn holder(path: &Path) -> Option<u32> {
 fn holder_of(f: &mut File) -> Option<u32> {
     f.metadata()
         .ok()
-        .and_then(|m| kernel_holder(m.dev(), m.ino()))
+        .and_then(|m| kernel_holder(m.dev(), m.ino()).flatten())
         .or_else(|| {
             let mut s = String::new();
             f.rewind().ok()?;
@@ -103,21 +111,22 @@ fn holder_of(f: &mut File) -> Option<u32> {
         })
 }
 
-/// The pid /proc/locks gives for an FLOCK held (not waited for) on device `dev`, inode `ino`.
-fn kernel_holder(dev: u64, ino: u64) -> Option<u32> {
+/// The pid /proc/locks gives for an FLOCK held (not waited for) on device `dev`, inode `ino`:
+/// `Some(None)` when none is held, `None` when /proc/locks cannot be read.
+fn kernel_holder(dev: u64, ino: u64) -> Option<Option<u32>> {
     let text = std::fs::read_to_string("/proc/locks").ok()?;
     let want = format!(
         "{:02x}:{:02x}:{ino}",
         nix::sys::stat::major(dev),
         nix::sys::stat::minor(dev)
     );
-    text.lines().find_map(|l| {
+    Some(text.lines().find_map(|l| {
         // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:131090 0 EOF"; waiters have "->" after the number.
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
             .then(|| f.get(4)?.parse().ok())
             .flatten()
-    })
+    }))
 }
 
 #[cfg(test)]

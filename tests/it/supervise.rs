@@ -926,3 +926,58 @@ fn a_past_crash_loop_is_forgotten_once_the_service_runs_well() {
         }
     });
 }
+
+/// CPU ticks (user + system) a process has used, from /proc/PID/stat.
+fn cpu_ticks(pid: u32) -> u64 {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = text[text.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// A run the old svscan was stopping (TERM sent, KILL pending) when it was killed, that the new
+/// one cannot take over (an older svscan recorded no pipe): it is ended, and svscan then
+/// sleeps. (A stop deadline left behind once made it wake at once, forever.)
+#[test]
+fn a_run_given_up_in_the_middle_of_a_stop_leaves_svscan_idle() {
+    let root = Root::new();
+    let dir = scan_dir(&root);
+    // TERM ignored, inherited by the sleep it execs: only KILL ends it.
+    write_exec(
+        &dir.join("a/run"),
+        "#!/bin/sh\ntrap '' TERM\nexec sleep 709.1\n",
+    );
+    write_exec(&dir.join("a/log/run"), "#!/bin/sh\nexec cat >> ../out\n");
+    let mut sv = Svscan::start_with_grace(&dir, 60);
+    wait_for(secs(10), "a up", || pids_with("sleep 709.1").len() == 1);
+    fs::write(dir.join("a/supervise/control"), "d").unwrap();
+    wait_for(secs(5), "a told to stop", || {
+        let o = run_in(&dir, "sv", &["status", "./a"]);
+        String::from_utf8_lossy(&o.stdout).contains("got TERM")
+    });
+    sv.child.kill().unwrap();
+    sv.child.wait().unwrap();
+    // What an svscan from before pipes were recorded leaves: no log_pipe line.
+    let extra = dir.join("a/log/supervise/extra");
+    let text = fs::read_to_string(&extra).unwrap_or_default();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.starts_with("log_pipe") && !l.starts_with("capture_pipe"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&extra, kept).unwrap();
+    let sv2 = Svscan::start_with_grace(&dir, 1);
+    wait_for(secs(10), "the old run ended (KILL after the grace)", || {
+        pids_with("sleep 709.1").is_empty()
+    });
+    wait_for(secs(5), "a down", || {
+        let o = run_in(&dir, "sv", &["status", "./a"]);
+        String::from_utf8_lossy(&o.stdout).starts_with("down: ./a")
+    });
+    // Idle means asleep: over two seconds a spinning loop would use most of them.
+    let before = cpu_ticks(sv2.pid());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(sv2.pid()) - before;
+    assert!(used < 20, "svscan used {used} ticks in 2 s while idle");
+}
