@@ -49,9 +49,7 @@ pub fn run(layout: &Layout, args: &Args) -> Result<ExitCode> {
     let exe = match &args.exe {
         Some(e) if e.is_absolute() => e.clone(),
         Some(e) => bail!("--exe {}: name the binary by absolute path", e.display()),
-        None => std::env::current_exe()
-            .and_then(std::fs::canonicalize)
-            .context("finding the approuter binary's own path")?,
+        None => render::host::this_exe()?,
     };
     if args.template {
         let d = Settings::default();

@@ -48,8 +48,7 @@ fn left_running(layout: &Layout) -> bool {
     generate::list_services(&layout.service_dir())
         .unwrap_or_default()
         .iter()
-        .filter_map(|n| status::read(&layout.service(n)).ok())
-        .any(|s| s.pid != 0 && procfs::is_recorded_leader(s.pid, s.since.unix_secs()))
+        .any(|n| servicedir::left_running(&layout.service(n)))
 }
 
 /// Every port the plan needs must be free, or held by one of our own services (left running by
@@ -347,9 +346,7 @@ pub fn shutdown(layout: &Layout) -> Result<bool> {
             println!(
                 "svscan is gone but services it started still run; taking them over to stop them"
             );
-            let exe = std::env::current_exe()
-                .and_then(fs::canonicalize)
-                .context("finding the approuter binary's own path")?;
+            let exe = crate::render::host::this_exe()?;
             spawn_svscan(layout, &exe, grace)?;
             client::terminate(&layout.service_dir())?
                 .context("the supervisor started to stop the services is gone already")?

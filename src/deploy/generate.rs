@@ -58,6 +58,7 @@ impl Changes {
 pub fn generate(layout: &Layout) -> Result<(Plan, Changes)> {
     let (config, plan) = load_plan(layout)?;
     let changes = regenerate_plan(layout, &config, &plan)?;
+    refresh_picker(layout, &plan)?;
     Ok((plan, changes))
 }
 
@@ -68,22 +69,13 @@ pub fn generate_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Ch
         // Still running, left by a supervisor that was killed: the directory stays for the next
         // one to take the run over, and the next sync removes it as usual (it stops the run).
         // Removed now, its processes would run on unsupervised, holding their port.
-        if left_running(&layout.service(&name)) {
+        if servicedir::left_running(&layout.service(&name)) {
             continue;
         }
         remove_service(&layout.service_dir(), &name)?;
         changes.removed.push(name);
     }
     Ok(changes)
-}
-
-/// Does the run recorded in this service directory (or its log's) still run?
-fn left_running(service: &Path) -> bool {
-    [Some(service.to_path_buf()), servicedir::log_of(service)]
-        .into_iter()
-        .flatten()
-        .filter_map(|d| crate::supervise::status::read(&d).ok())
-        .any(|s| s.pid != 0 && crate::ext::procfs::is_recorded_leader(s.pid, s.since.unix_secs()))
 }
 
 /// Writes everything but the removal of services that went away.
@@ -93,7 +85,7 @@ fn write_plan(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes> 
     let mut host = Host::detect(config)?;
     host.systemd_unit = state::systemd_unit(layout).is_some();
     let key = state::preview_key(layout, false)?;
-    let files = render::render(plan, layout, &host, &key, &picker_rows(layout, plan))?;
+    let files = render::render(plan, layout, &host, &key)?;
     check_nginx(layout, plan, &host, &files)?;
     // nginx chooses production by the `active` link: it must exist before an nginx.conf that
     // reads it (an installation from before the link recorded its choice in state/active).
@@ -109,8 +101,7 @@ pub fn preview(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes>
     host.systemd_unit = state::systemd_unit(layout).is_some();
     // Without a key yet, any stands in: nginx.conf changes either way when one is made.
     let key = state::load_preview_key(layout)?.unwrap_or_else(|| "0".repeat(32));
-    // The page's contents are not part of what a dry run reports.
-    let files = render::render(plan, layout, &host, &key, &[])?;
+    let files = render::render(plan, layout, &host, &key)?;
     check_nginx(layout, plan, &host, &files)?;
     let mut changes = Changes::default();
     let mut services: BTreeMap<&str, bool> = BTreeMap::new();
@@ -120,7 +111,6 @@ pub fn preview(layout: &Layout, config: &Config, plan: &Plan) -> Result<Changes>
             Owner::Service(svc) => *services.entry(svc).or_default() |= differs,
             Owner::Nginx => changes.nginx_changed |= differs,
             Owner::Crontab => changes.crontab_changed |= differs,
-            Owner::Page => {}
         }
     }
     for (svc, differs) in &services {
@@ -172,22 +162,26 @@ pub fn reload_nginx(layout: &Layout) -> Result<bool> {
     )
 }
 
-/// Writes the testers' page anew (when there is one): after a start, once everything runs.
+/// Writes the testers' page anew (when there is one), as things run now: after generate,
+/// after a start once everything runs, at the end of every sync. nginx reads it per request,
+/// so nobody is told.
 pub fn refresh_picker(layout: &Layout, plan: &Plan) -> Result<()> {
     if plan.settings.picker_path.is_none() {
         return Ok(());
     }
-    write_if_changed(&render::picker_page(layout, &picker_rows(layout, plan))?).map(drop)
+    let path = layout.picker_page();
+    let bytes = render::picker_page(&picker_rows(layout, plan))?;
+    if !fsx::is_current(&path, &bytes, 0o644) {
+        fsx::write_atomic(&path, &bytes, 0o644)?;
+    }
+    Ok(())
 }
 
 /// How long the testers' page waits for an alternate's health path.
 const PICKER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// What the testers' page shows of each alternate now (nothing when there is no page).
+/// What the testers' page shows of each alternate now.
 fn picker_rows(layout: &Layout, plan: &Plan) -> Vec<render::PickerRow> {
-    if plan.settings.picker_path.is_none() {
-        return Vec::new();
-    }
     plan.alternates()
         .map(|(inst, _)| {
             let (branch, commit) = super::checkouts::describe(layout, inst);
@@ -301,9 +295,6 @@ fn apply(layout: &Layout, plan: &Plan, files: &[OutFile]) -> Result<Changes> {
             Owner::Service(svc) => by_service.entry(svc).or_default().push(f),
             Owner::Nginx => changes.nginx_changed |= write_if_changed(f)?,
             Owner::Crontab => changes.crontab_changed |= write_if_changed(f)?,
-            Owner::Page => {
-                write_if_changed(f)?;
-            }
         }
     }
 

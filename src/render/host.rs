@@ -26,9 +26,7 @@ pub struct Host {
 impl Host {
     /// Finds this binary and nginx on this machine.
     pub fn detect(config: &Config) -> Result<Host> {
-        let exe = std::env::current_exe()
-            .and_then(std::fs::canonicalize)
-            .context("finding the approuter binary's own path")?;
+        let exe = this_exe()?;
         let bin = nginx::locate(config.settings.nginx.as_deref())?;
         let version = nginx::version(&bin)?;
         let logger = logger_command(&exe);
@@ -44,12 +42,7 @@ impl Host {
 
 /// The lean logger beside `exe` when it is there and executable, else `exe svlogd`.
 pub fn logger_command(exe: &std::path::Path) -> Vec<String> {
-    let lean = exe.with_file_name(LEAN_LOGGER);
-    if crate::util::file::is_executable(&lean) {
-        vec![lean.to_string_lossy().into_owned()]
-    } else {
-        vec![exe.to_string_lossy().into_owned(), "svlogd".into()]
-    }
+    lean_or_subcommand(exe, LEAN_LOGGER, "svlogd")
 }
 
 /// The lean logger's file name (a second binary of this crate, src/bin/).
@@ -61,10 +54,22 @@ pub const LEAN_SUPERVISOR: &str = "approuter-svscan";
 /// The supervisor's command up to its options: `approuter-svscan` beside `exe` when it is
 /// there, else `exe svscan`.
 pub fn supervisor_command(exe: &std::path::Path) -> Vec<String> {
-    let lean = exe.with_file_name(LEAN_SUPERVISOR);
+    lean_or_subcommand(exe, LEAN_SUPERVISOR, "svscan")
+}
+
+/// The lean binary `lean` beside `exe` when it is there and executable, else `exe subcommand`.
+fn lean_or_subcommand(exe: &std::path::Path, lean: &str, subcommand: &str) -> Vec<String> {
+    let lean = exe.with_file_name(lean);
     if crate::util::file::is_executable(&lean) {
         vec![lean.to_string_lossy().into_owned()]
     } else {
-        vec![exe.to_string_lossy().into_owned(), "svscan".into()]
+        vec![exe.to_string_lossy().into_owned(), subcommand.into()]
     }
+}
+
+/// This binary, by absolute path (cron's PATH is bare; run scripts and units name it).
+pub fn this_exe() -> Result<PathBuf> {
+    std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .context("finding the approuter binary's own path")
 }

@@ -29,8 +29,6 @@ pub enum Owner {
     Service(String),
     Nginx,
     Crontab,
-    /// The testers' page: nginx reads it per request, so nobody is told.
-    Page,
 }
 
 /// One alternate as the testers' page shows it; gathered by generate (checkouts, the
@@ -129,7 +127,6 @@ pub fn render(
     layout: &Layout,
     host: &Host,
     preview_key: &str,
-    picker: &[PickerRow],
 ) -> Result<Vec<OutFile>> {
     let env = environment();
     let exe = path_str(&host.exe)?;
@@ -201,9 +198,6 @@ pub fn render(
         Owner::Crontab,
     )?;
     out.extend(render_nginx_with(&env, plan, layout, host, preview_key)?);
-    if plan.settings.picker_path.is_some() {
-        out.push(picker_page(layout, picker)?);
-    }
     Ok(out)
 }
 
@@ -321,24 +315,20 @@ pub fn systemd_unit(
     Ok(String::from_utf8(bytes).expect("templates are UTF-8"))
 }
 
-/// The testers' page, for `picker_path`.
-pub fn picker_page(layout: &Layout, rows: &[PickerRow]) -> Result<OutFile> {
+/// The testers' page, for `picker_path` (written by generate's `refresh_picker`, not with the
+/// rest: what it shows changes without the configuration changing).
+pub fn picker_page(rows: &[PickerRow]) -> Result<Vec<u8>> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    Ok(OutFile {
-        path: layout.picker_page(),
-        bytes: render_template(
-            &environment(),
-            "picker.html",
-            minijinja::context! {
-                rows => Serde(rows),
-                generated => crate::util::tai64::utc_string(now),
-            },
-        )?,
-        mode: 0o644,
-        owner: Owner::Page,
-    })
+    render_template(
+        &environment(),
+        "picker.html",
+        minijinja::context! {
+            rows => Serde(rows),
+            generated => crate::util::tai64::utc_string(now),
+        },
+    )
 }
 
 fn file_name(path: &Path) -> String {
@@ -470,14 +460,7 @@ mod tests {
             systemd_unit: false,
         };
         let layout = Layout::new("/srv/ar");
-        let files = render(
-            &plan,
-            &layout,
-            &host,
-            "0123456789abcdef0123456789abcdef",
-            &[],
-        )
-        .unwrap();
+        let files = render(&plan, &layout, &host, "0123456789abcdef0123456789abcdef").unwrap();
         let conf = files
             .iter()
             .find(|f| f.path == layout.nginx_conf())

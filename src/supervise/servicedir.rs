@@ -48,3 +48,13 @@ pub fn log_of(service: &Path) -> Option<PathBuf> {
 pub fn normally_down(service: &Path) -> bool {
     service.join(DOWN).exists()
 }
+
+/// Does the run recorded in this service directory, or in its log's, still run (left by a
+/// supervisor that was killed, for the next one to take over)?
+pub fn left_running(service: &Path) -> bool {
+    [Some(service.to_path_buf()), log_of(service)]
+        .into_iter()
+        .flatten()
+        .filter_map(|d| super::status::read(&d).ok())
+        .any(|s| s.run_is_alive())
+}

@@ -62,6 +62,12 @@ pub struct Status {
 }
 
 impl Status {
+    /// Does the run this status records still run: the same process, leading its group and
+    /// started when the status says (so not a stranger that reused the pid)?
+    pub fn run_is_alive(&self) -> bool {
+        self.pid != 0 && crate::ext::procfs::is_recorded_leader(self.pid, self.since.unix_secs())
+    }
+
     pub fn encode(&self) -> [u8; STATUS_LEN] {
         let mut b = [0u8; STATUS_LEN];
         b[..12].copy_from_slice(&self.since.to_bytes());

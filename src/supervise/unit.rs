@@ -257,7 +257,7 @@ impl Unit {
         // The pidfd first: from then on the pid names this process whatever happens, so the
         // check below cannot be fooled by a pid reused in between.
         let pidfd = procfs::pidfd(prev.pid).ok();
-        if !procfs::is_recorded_leader(prev.pid, prev.since.unix_secs()) {
+        if !prev.run_is_alive() {
             return;
         }
         // Ended between the two (reaped at once by its new parent): nothing to take over.

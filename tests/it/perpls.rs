@@ -203,20 +203,7 @@ fn numbers_aside(text: &str) -> String {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    let mut out = String::new();
-    let mut in_number = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            if !in_number {
-                out.push('N');
-            }
-            in_number = true;
-        } else {
-            out.push(c);
-            in_number = false;
-        }
-    }
-    out
+    crate::util::numbers_as_n(&text)
 }
 
 /// Every state perpls tells apart, on the same definitions under perpd and under approuter's

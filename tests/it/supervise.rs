@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::util::{
-    kill_everything_under, processes_under, secs, settle, signal, wait_for, write_exec, Root,
-    Signal, Svscan,
+    kill_everything_under, numbers_as_n, processes_under, secs, settle, signal, wait_for,
+    write_exec, Root, Signal, Svscan,
 };
 
 /// A scan directory with services made for comparison: `s1` (with a log), `s2` (normally down,
@@ -48,20 +48,7 @@ fn normalize(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr),
         o.status.code().unwrap_or(-1)
     );
-    let mut out = String::new();
-    let mut in_digits = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            if !in_digits {
-                out.push('N');
-            }
-            in_digits = true;
-        } else {
-            in_digits = false;
-            out.push(c);
-        }
-    }
-    out
+    numbers_as_n(&text)
 }
 
 /// runit's own `runsvdir -P`, ended when dropped: HUP makes it TERM every runsv, which stops

@@ -530,3 +530,21 @@ pub fn uid_of(pid: u32) -> Option<u32> {
 pub fn is_locked(path: &Path) -> bool {
     fs::File::open(path).is_ok_and(|f| matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)))
 }
+
+/// `text` with every run of digits replaced by one `N`: pids and ages vary between runs.
+pub fn numbers_as_n(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_number = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+        } else {
+            out.push(c);
+            in_number = false;
+        }
+    }
+    out
+}
